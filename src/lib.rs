@@ -1,0 +1,24 @@
+//! The kinesis-relay API crate: the v1 gRPC contract and the formats that every part of the
+//! project shares.
+//!
+//! # Layout
+//! - [`v1`]: code generated from `proto/kinesis_relay/v1/relay.proto` (messages, the
+//!   `Relay` client and server), and [`FILE_DESCRIPTOR_SET`] for server reflection.
+//! - [`sequence`]: Kinesis sequence numbers, which are decimal strings too long for `u128`.
+//! - [`cursor`]: the opaque resume cursor carried by every `SubscribeResponse`.
+//! - [`kpl`]: the KPL aggregation format (pack and unpack).
+
+pub mod cursor;
+pub mod kpl;
+pub mod sequence;
+
+/// Generated code of the `kinesis_relay.v1` package.
+#[allow(clippy::all, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("kinesis_relay.v1");
+}
+
+/// The encoded `FileDescriptorSet` of the contract (with its imports and comments), for
+/// `tonic-reflection`.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/kinesis_relay_v1_descriptor.bin"));
