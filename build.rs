@@ -12,8 +12,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // reflection clients see the comments of every message and field.
     let fds = protox::compile(["kinesis_relay/v1/relay.proto"], ["proto"])?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
-    fs::write(out_dir.join("kinesis_relay_v1_descriptor.bin"), fds.encode_to_vec())?;
+    fs::write(
+        out_dir.join("kinesis_relay_v1_descriptor.bin"),
+        fds.encode_to_vec(),
+    )?;
     tonic_prost_build::configure()
+        // `bytes` fields as `bytes::Bytes`: record data is shared, not copied.
+        .bytes(".")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

@@ -50,13 +50,17 @@ pub struct Cursor {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CursorError {
     /// Too long to be a cursor.
-    #[error("the cursor is longer than {MAX_ENCODED_LEN} bytes; pass a cursor exactly as the relay sent it")]
+    #[error(
+        "the cursor is longer than {MAX_ENCODED_LEN} bytes; pass a cursor exactly as the relay sent it"
+    )]
     TooLong,
     /// Not base64url.
     #[error("the cursor is not valid base64url; pass a cursor exactly as the relay sent it")]
     NotBase64,
     /// Not a cursor message, or one from another version.
-    #[error("the cursor is corrupt or from an incompatible relay version; start from latest or earliest instead")]
+    #[error(
+        "the cursor is corrupt or from an incompatible relay version; start from latest or earliest instead"
+    )]
     Corrupt,
     /// A field inside is invalid.
     #[error("the cursor is corrupt ({0}); start from latest or earliest instead")]
@@ -146,7 +150,9 @@ impl Cursor {
             }
             let position = if shard.sequence_number.is_empty() {
                 if shard.sub_sequence_number.is_some() {
-                    return Err(CursorError::InvalidField("sub-sequence number without sequence"));
+                    return Err(CursorError::InvalidField(
+                        "sub-sequence number without sequence",
+                    ));
                 }
                 Position::Start
             } else {

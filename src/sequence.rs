@@ -48,7 +48,11 @@ impl FromStr for SequenceNumber {
             return Err(SequenceNumberError::NotDecimal);
         }
         let trimmed = s.trim_start_matches('0');
-        Ok(Self(Arc::from(if trimmed.is_empty() { "0" } else { trimmed })))
+        Ok(Self(Arc::from(if trimmed.is_empty() {
+            "0"
+        } else {
+            trimmed
+        })))
     }
 }
 
@@ -98,10 +102,22 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_sequence_number() {
-        assert_eq!("".parse::<SequenceNumber>(), Err(SequenceNumberError::Empty));
-        assert_eq!("12a".parse::<SequenceNumber>(), Err(SequenceNumberError::NotDecimal));
-        assert_eq!("-1".parse::<SequenceNumber>(), Err(SequenceNumberError::NotDecimal));
+        assert_eq!(
+            "".parse::<SequenceNumber>(),
+            Err(SequenceNumberError::Empty)
+        );
+        assert_eq!(
+            "12a".parse::<SequenceNumber>(),
+            Err(SequenceNumberError::NotDecimal)
+        );
+        assert_eq!(
+            "-1".parse::<SequenceNumber>(),
+            Err(SequenceNumberError::NotDecimal)
+        );
         let long = "1".repeat(MAX_DIGITS + 1);
-        assert_eq!(long.parse::<SequenceNumber>(), Err(SequenceNumberError::TooLong));
+        assert_eq!(
+            long.parse::<SequenceNumber>(),
+            Err(SequenceNumberError::TooLong)
+        );
     }
 }

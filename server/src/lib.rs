@@ -1,1 +1,171 @@
-//! placeholder
+//! kinesis-relay: one enhanced fan-out consumer per Kinesis stream, any number of gRPC
+//! subscribers.
+//!
+//! # Layout
+//! - [`config`]: command-line flags.
+//! - [`ingest`]: the upstream half: consumer, shard readers, resharding, checkpoints.
+//! - [`hub`]: what the relay holds of each stream: one ring of encoded records per shard.
+//! - [`subscription`]: one subscriber's positions, filter and lag policy over the hub.
+//! - [`service`]: the gRPC `Relay` service, health and reflection.
+//! - [`embedded`]: the in-process emulator and demo producer of `--embedded`.
+//! - [`units`]: duration and size parsing.
+//!
+//! [`start`] wires them together; `main.rs` only parses flags and waits for a signal.
+
+pub mod config;
+pub mod embedded;
+pub mod hub;
+pub mod ingest;
+pub mod service;
+pub mod subscription;
+pub mod units;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use aws_sdk_kinesis::Client;
+use tokio::{net::TcpListener, sync::watch, task::JoinSet};
+use tracing::{error, info};
+
+use crate::{
+    hub::{RingLimits, StreamHub},
+    ingest::IngestSettings,
+    service::{RelayService, ServeSettings, TransportSettings},
+};
+
+/// Everything a relay needs to start.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Streams to relay.
+    pub streams: Vec<String>,
+    /// gRPC listen address (`127.0.0.1:0` in tests).
+    pub listen: SocketAddr,
+    /// Ingest behaviour.
+    pub ingest: IngestSettings,
+    /// Ring bounds.
+    pub rings: RingLimits,
+    /// Serving behaviour.
+    pub serve: ServeSettings,
+    /// HTTP/2 transport.
+    pub transport: TransportSettings,
+}
+
+/// A started relay.
+#[derive(Debug)]
+pub struct RunningRelay {
+    /// Where the gRPC server listens.
+    pub local_addr: SocketAddr,
+    /// The hubs, for inspection.
+    pub hubs: Vec<Arc<StreamHub>>,
+    /// Set to true to stop.
+    shutdown: watch::Sender<bool>,
+    /// Server and ingest tasks.
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+/// Starts ingest for every stream and the gRPC server.
+pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<RunningRelay> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let local_addr = listener.local_addr()?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let hubs: Vec<_> = config
+        .streams
+        .iter()
+        .map(|stream| StreamHub::new(stream.clone(), config.rings))
+        .collect();
+    let mut tasks = JoinSet::new();
+    let ingest = Arc::new(config.ingest);
+    for hub in &hubs {
+        tasks.spawn(ingest::run_stream(
+            client.clone(),
+            hub.name().to_owned(),
+            hub.clone(),
+            ingest.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
+    let service = RelayService::new(hubs.clone(), config.serve, shutdown_rx.clone());
+    let mut server_shutdown = shutdown_rx.clone();
+    tasks.spawn(service::serve(
+        listener,
+        service,
+        config.transport,
+        async move {
+            let _ = server_shutdown.wait_for(|stop| *stop).await;
+        },
+    ));
+    info!(%local_addr, streams = ?config.streams, "relay listening");
+    Ok(RunningRelay {
+        local_addr,
+        hubs,
+        shutdown: shutdown_tx,
+        tasks,
+    })
+}
+
+impl RunningRelay {
+    /// Runs until `signal` resolves or a task fails, then shuts down. A failing task's
+    /// error is returned.
+    pub async fn run_until(
+        mut self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let failure = tokio::select! {
+            _ = signal => None,
+            Some(result) = self.tasks.join_next() => match result {
+                Ok(Ok(())) => None,
+                Ok(Err(err)) => Some(err),
+                Err(err) => Some(anyhow::Error::from(err)),
+            },
+        };
+        if let Some(err) = &failure {
+            error!(cause = %format!("{err:#}"), "relay task failed, shutting down");
+        }
+        let stopped = self.shutdown().await;
+        match failure {
+            Some(err) => Err(err),
+            None => stopped,
+        }
+    }
+
+    /// Stops serving (subscribers get UNAVAILABLE with their cursor), stops ingest and
+    /// writes checkpoints. Bounded: tasks still running after 15 s are aborted.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        let mut first_error = None;
+        let drained = tokio::time::timeout(Duration::from_secs(15), async {
+            while let Some(result) = self.tasks.join_next().await {
+                if let Ok(Err(err)) = result {
+                    first_error.get_or_insert(err);
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            self.tasks.abort_all();
+        }
+        info!("relay stopped");
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// A Kinesis client from the standard AWS configuration chain, with optional endpoint and
+/// region overrides.
+pub async fn aws_client(endpoint_url: Option<&str>, region: Option<&str>) -> Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region.to_owned()));
+    }
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    Client::new(&loader.load().await)
+}
+
+/// Resolves once `shutdown` holds true (or its sender is gone). The borrow of the value
+/// ends inside, so callers may hold the future across awaits in `Send` tasks.
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}

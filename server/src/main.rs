@@ -1,1 +1,85 @@
-fn main() {}
+//! The `kinesis-relay` binary: flags, logging, signals. Everything else is in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kinesis_relay::{
+    RelayConfig,
+    config::{Cli, LogFormat},
+    embedded,
+};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    match cli.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+    }
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("kinesis-relay: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    cli.validate()?;
+    let mut streams = cli.streams.clone();
+    let (client, embedded) = if cli.embedded {
+        if streams.is_empty() {
+            streams.push("demo".to_owned());
+        }
+        let running = embedded::start(&streams, cli.embedded_shards, cli.demo_producer).await?;
+        (running.client.clone(), Some(running))
+    } else {
+        (
+            kinesis_relay::aws_client(cli.endpoint_url.as_deref(), cli.region.as_deref()).await,
+            None,
+        )
+    };
+    let config = RelayConfig {
+        streams,
+        listen: cli.listen,
+        ingest: cli.ingest(),
+        rings: cli.rings(),
+        serve: cli.serve(),
+        transport: cli.transport(),
+    };
+    let relay = kinesis_relay::start(config, client).await?;
+    let result = relay.run_until(shutdown_signal()).await;
+    if let Some(embedded) = embedded {
+        embedded.stop().await;
+    }
+    result
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,270 @@
+//! Command-line flags (each also readable from an environment variable).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Parser, ValueEnum};
+
+use crate::{
+    hub::RingLimits,
+    ingest::{IngestSettings, InitialPosition, default_consumer_name},
+    service::{ServeSettings, TransportSettings},
+    subscription::LagPolicy,
+    units::{parse_duration, parse_size},
+};
+
+/// Relays an Amazon Kinesis data stream to any number of gRPC subscribers through one
+/// enhanced fan-out consumer. Subscribers need no AWS credentials.
+///
+/// First run: `kinesis-relay --embedded --demo-producer 10` starts an in-process emulator
+/// with a stream `demo` and writes sample records to it.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "kinesis-relay", version)]
+pub struct Cli {
+    /// Stream to relay (repeat for several; comma-separated in the environment variable).
+    #[arg(long = "stream", env = "KINESIS_RELAY_STREAMS", value_delimiter = ',')]
+    pub streams: Vec<String>,
+
+    /// Enhanced fan-out consumer name. The default is stable per host, so a restarted relay
+    /// reuses its consumer; give every relay replica its own name.
+    #[arg(long, env = "KINESIS_RELAY_CONSUMER_NAME", default_value_t = default_consumer_name())]
+    pub consumer_name: String,
+
+    /// Address of the gRPC listener.
+    #[arg(long, env = "KINESIS_RELAY_LISTEN", default_value = "0.0.0.0:50051")]
+    pub listen: SocketAddr,
+
+    /// Kinesis endpoint, for emulators (AWS_ENDPOINT_URL_KINESIS and the rest of the
+    /// standard AWS configuration chain also work).
+    #[arg(long, env = "KINESIS_RELAY_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+
+    /// AWS region (default: from the AWS configuration chain).
+    #[arg(long, env = "KINESIS_RELAY_REGION")]
+    pub region: Option<String>,
+
+    /// Where shards with no checkpoint start: latest, trim-horizon or at-timestamp:RFC3339.
+    #[arg(long, env = "KINESIS_RELAY_STARTING_POSITION", default_value = "latest", value_parser = parse_starting_position)]
+    pub starting_position: InitialPosition,
+
+    /// Directory for checkpoints; a restarted relay resumes after them.
+    #[arg(long, env = "KINESIS_RELAY_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Deregister the consumer on exit (it is kept by default, to be reused).
+    #[arg(long, env = "KINESIS_RELAY_DEREGISTER_ON_EXIT")]
+    pub deregister_on_exit: bool,
+
+    /// Start the project's emulator in-process, create the streams (default: `demo`) and
+    /// relay from it. For a first run and demos; nothing leaves the machine.
+    #[arg(long, env = "KINESIS_RELAY_EMBEDDED")]
+    pub embedded: bool,
+
+    /// Shards of each stream the embedded emulator creates.
+    #[arg(long, env = "KINESIS_RELAY_EMBEDDED_SHARDS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub embedded_shards: u32,
+
+    /// With --embedded: write this many sample JSON records per second to each stream.
+    #[arg(long, env = "KINESIS_RELAY_DEMO_PRODUCER", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub demo_producer: Option<u32>,
+
+    /// Bytes the relay holds per stream for replay and slow subscribers (B, KiB, MiB, GiB).
+    #[arg(long, env = "KINESIS_RELAY_RING_MAX_BYTES", default_value = "256MiB", value_parser = parse_size)]
+    pub ring_max_bytes: usize,
+
+    /// Age after which held records are dropped (ms, s, m, h).
+    #[arg(long, env = "KINESIS_RELAY_RING_MAX_AGE", default_value = "15m", value_parser = parse_duration)]
+    pub ring_max_age: Duration,
+
+    /// What happens to a subscriber that falls behind, when its request does not say.
+    #[arg(long, env = "KINESIS_RELAY_ON_LAG", default_value = "disconnect")]
+    pub on_lag: OnLag,
+
+    /// Idle time after which a subscriber gets a heartbeat.
+    #[arg(long, env = "KINESIS_RELAY_HEARTBEAT_INTERVAL", default_value = "3s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+
+    /// A subscription silent for longer than this is renewed (Kinesis sends an event at
+    /// least every 5 s).
+    #[arg(long, env = "KINESIS_RELAY_WATCHDOG_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub watchdog_timeout: Duration,
+
+    /// How often shards are listed to find children of resharding.
+    #[arg(long, env = "KINESIS_RELAY_LIST_SHARDS_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub list_shards_interval: Duration,
+
+    /// How often checkpoints are written.
+    #[arg(long, env = "KINESIS_RELAY_CHECKPOINT_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub checkpoint_interval: Duration,
+
+    /// How long the consumer may take to become ACTIVE before the relay gives up.
+    #[arg(long, env = "KINESIS_RELAY_CONSUMER_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub consumer_timeout: Duration,
+
+    /// Interval of HTTP/2 keepalive pings to subscribers.
+    #[arg(long, env = "KINESIS_RELAY_KEEPALIVE_INTERVAL", default_value = "20s", value_parser = parse_duration)]
+    pub keepalive_interval: Duration,
+
+    /// How long a keepalive ping may go unanswered before the connection is closed.
+    #[arg(long, env = "KINESIS_RELAY_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub keepalive_timeout: Duration,
+
+    /// Log format.
+    #[arg(long, env = "KINESIS_RELAY_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// Lag policy flag values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OnLag {
+    /// End the slow subscriber's stream with RESOURCE_EXHAUSTED and its cursor.
+    Disconnect,
+    /// Report a gap and go on from the oldest record held.
+    Skip,
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn parse_starting_position(text: &str) -> Result<InitialPosition, String> {
+    match text {
+        "latest" => Ok(InitialPosition::Latest),
+        "trim-horizon" => Ok(InitialPosition::TrimHorizon),
+        _ => match text.strip_prefix("at-timestamp:") {
+            Some(at) => {
+                time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+                    .map(|at| InitialPosition::AtTimestamp(at.into()))
+                    .map_err(|err| {
+                        format!("{at:?} is not an RFC 3339 time like 2026-01-31T12:00:00Z: {err}")
+                    })
+            }
+            None => Err(format!(
+                "{text:?} is not a starting position; use latest, trim-horizon or at-timestamp:2026-01-31T12:00:00Z"
+            )),
+        },
+    }
+}
+
+impl Cli {
+    /// The ingest settings these flags describe.
+    pub fn ingest(&self) -> IngestSettings {
+        IngestSettings {
+            consumer_name: self.consumer_name.clone(),
+            initial_position: self.starting_position.clone(),
+            state_dir: self.state_dir.clone(),
+            checkpoint_interval: self.checkpoint_interval,
+            watchdog: self.watchdog_timeout,
+            list_shards_interval: self.list_shards_interval,
+            consumer_deadline: self.consumer_timeout,
+            deregister_on_exit: self.deregister_on_exit,
+            ..IngestSettings::default()
+        }
+    }
+
+    /// The ring limits.
+    pub fn rings(&self) -> RingLimits {
+        RingLimits {
+            max_bytes: self.ring_max_bytes,
+            max_age: self.ring_max_age,
+        }
+    }
+
+    /// The serving settings.
+    pub fn serve(&self) -> ServeSettings {
+        ServeSettings {
+            default_lag: match self.on_lag {
+                OnLag::Disconnect => LagPolicy::Disconnect,
+                OnLag::Skip => LagPolicy::Skip,
+            },
+            heartbeat_interval: self.heartbeat_interval,
+        }
+    }
+
+    /// The transport settings.
+    pub fn transport(&self) -> TransportSettings {
+        TransportSettings {
+            keepalive_interval: self.keepalive_interval,
+            keepalive_timeout: self.keepalive_timeout,
+        }
+    }
+
+    /// Checks what clap cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.streams.is_empty() && !self.embedded {
+            anyhow::bail!(
+                "no stream to relay: pass --stream NAME (or --embedded to try it on the built-in emulator)"
+            );
+        }
+        for stream in &self.streams {
+            if stream.is_empty()
+                || stream.len() > 128
+                || !stream
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+            {
+                anyhow::bail!(
+                    "--stream {stream:?} is not a Kinesis stream name (1-128 characters of a-z, A-Z, 0-9, '_', '.', '-')"
+                );
+            }
+        }
+        if self.demo_producer.is_some() && !self.embedded {
+            anyhow::bail!(
+                "--demo-producer writes to the embedded emulator; add --embedded (use kinesis-producer for a real stream)"
+            );
+        }
+        if self.consumer_name.is_empty() || self.consumer_name.len() > 128 {
+            anyhow::bail!("--consumer-name must be 1-128 characters");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_starting_positions() {
+        assert_eq!(
+            parse_starting_position("latest").unwrap(),
+            InitialPosition::Latest
+        );
+        assert_eq!(
+            parse_starting_position("trim-horizon").unwrap(),
+            InitialPosition::TrimHorizon
+        );
+        assert!(matches!(
+            parse_starting_position("at-timestamp:2026-01-31T12:00:00Z").unwrap(),
+            InitialPosition::AtTimestamp(_)
+        ));
+        assert!(
+            parse_starting_position("at-timestamp:yesterday")
+                .unwrap_err()
+                .contains("RFC 3339")
+        );
+        assert!(parse_starting_position("oldest").is_err());
+    }
+
+    #[test]
+    fn validates_what_clap_cannot() {
+        let cli = Cli::parse_from(["kinesis-relay"]);
+        assert!(cli.validate().unwrap_err().to_string().contains("--stream"));
+        let cli = Cli::parse_from(["kinesis-relay", "--stream", "bad name"]);
+        assert!(cli.validate().is_err());
+        let cli = Cli::parse_from(["kinesis-relay", "--stream", "a,b", "--demo-producer", "5"]);
+        assert_eq!(cli.streams, ["a", "b"]);
+        assert!(
+            cli.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--embedded")
+        );
+        let cli = Cli::parse_from(["kinesis-relay", "--embedded"]);
+        assert!(cli.validate().is_ok());
+    }
+}

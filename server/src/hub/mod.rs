@@ -1,0 +1,453 @@
+//! The hub: what the relay holds of each stream, shared by the shard readers that fill it
+//! and the subscribers that read it.
+//!
+//! One [`StreamHub`] per stream holds one [`ShardRing`] per shard plus what `DescribeStream`
+//! reports. Readers append; every append bumps a version number that wakes subscribers, which
+//! then read from their own positions. The rings of a stream share one byte budget, and
+//! records older than the age limit are dropped, so memory is bounded by the rings whatever
+//! the number of subscribers.
+
+pub mod entry;
+pub mod ring;
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, RwLock, RwLockReadGuard, RwLockWriteGuard,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, SystemTime},
+};
+
+use kinesis_relay_api::{cursor::Position, sequence::SequenceNumber, v1};
+use tokio::sync::watch;
+
+use self::{
+    entry::{Entry, RelayRecord},
+    ring::{Floor, ShardRing},
+};
+
+/// Bounds of a stream's rings.
+#[derive(Debug, Clone, Copy)]
+pub struct RingLimits {
+    /// Bytes all the shards of one stream may hold together.
+    pub max_bytes: usize,
+    /// Records older than this (by arrival time) are dropped.
+    pub max_age: Duration,
+}
+
+impl Default for RingLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 256 << 20,
+            max_age: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// How far the relay is in reading a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReaderState {
+    /// Waiting for its parents to be finished.
+    Waiting,
+    /// A subscription is live.
+    Reading,
+    /// The subscription is being renewed or retried.
+    Reconnecting,
+    /// Read to its end.
+    Finished,
+}
+
+impl From<ReaderState> for v1::ShardState {
+    fn from(state: ReaderState) -> Self {
+        match state {
+            ReaderState::Waiting => Self::Waiting,
+            ReaderState::Reading => Self::Reading,
+            ReaderState::Reconnecting => Self::Reconnecting,
+            ReaderState::Finished => Self::Finished,
+        }
+    }
+}
+
+/// What Kinesis says of a shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardMeta {
+    /// The shard id.
+    pub shard_id: String,
+    /// Parent shard ids (one after a split, two after a merge).
+    pub parents: Vec<String>,
+    /// Inclusive hash key range, as decimal strings.
+    pub hash_key_range: (String, String),
+}
+
+/// One shard in the hub.
+#[derive(Debug)]
+pub struct ShardSlot {
+    /// What Kinesis says of it.
+    pub meta: ShardMeta,
+    /// Its records.
+    pub ring: ShardRing,
+    /// Reader progress.
+    pub state: ReaderState,
+    /// Child shards, known once the shard ended.
+    pub children: Vec<String>,
+    /// Distance to the tip of the shard, from the last event.
+    pub millis_behind: i64,
+    /// Position of the last record appended; appends at or before it are dropped as
+    /// duplicates (a renewed or taken-over subscription may repeat records).
+    pub last_position: Option<Position>,
+}
+
+impl ShardSlot {
+    /// Whether every record of the shard is in (or has passed through) the ring.
+    pub fn finished(&self) -> bool {
+        self.state == ReaderState::Finished
+    }
+
+    /// Sequence number of the last record relayed.
+    pub fn last_sequence(&self) -> Option<&SequenceNumber> {
+        match &self.last_position {
+            Some(Position::After { sequence, .. }) => Some(sequence),
+            _ => None,
+        }
+    }
+}
+
+/// The enhanced fan-out consumer, as last described.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsumerInfo {
+    /// Consumer name.
+    pub name: String,
+    /// Consumer ARN.
+    pub arn: String,
+    /// Status as Kinesis reports it.
+    pub status: String,
+}
+
+/// The mutable part of a stream hub.
+#[derive(Debug, Default)]
+pub struct StreamState {
+    /// Shards by id.
+    pub shards: BTreeMap<String, ShardSlot>,
+    /// Bytes held by all rings.
+    pub bytes: usize,
+    /// The consumer.
+    pub consumer: ConsumerInfo,
+    /// Whether ingest has listed the shards (before that the stream is STARTING).
+    pub started: bool,
+    /// Whether ingest stopped.
+    pub stopped: bool,
+}
+
+impl StreamState {
+    /// The overall status for `ListStreams` and `DescribeStream`.
+    pub fn status(&self) -> v1::StreamStatus {
+        if self.stopped {
+            v1::StreamStatus::Stopped
+        } else if !self.started {
+            v1::StreamStatus::Starting
+        } else if self
+            .shards
+            .values()
+            .any(|slot| slot.state == ReaderState::Reconnecting)
+        {
+            v1::StreamStatus::Degraded
+        } else {
+            v1::StreamStatus::Active
+        }
+    }
+
+    /// Open shards (not finished).
+    pub fn open_shards(&self) -> usize {
+        self.shards.values().filter(|slot| !slot.finished()).count()
+    }
+
+    /// Oldest arrival time held across shards.
+    pub fn oldest_arrival(&self) -> Option<SystemTime> {
+        self.shards
+            .values()
+            .filter_map(|slot| slot.ring.front().map(|entry| entry.arrival))
+            .min()
+    }
+}
+
+/// Everything the relay holds of one stream.
+#[derive(Debug)]
+pub struct StreamHub {
+    /// The stream name.
+    name: String,
+    /// Ring bounds.
+    limits: RingLimits,
+    /// Shards and rings. A std lock: it is never held across an await.
+    state: RwLock<StreamState>,
+    /// Bumped on every change subscribers may care about (records, shard ends, new shards).
+    version: watch::Sender<u64>,
+    /// Live subscribers.
+    subscribers: AtomicUsize,
+}
+
+/// Counts a subscriber for as long as it lives.
+#[derive(Debug)]
+pub struct SubscriberGuard(Arc<StreamHub>);
+
+impl Drop for SubscriberGuard {
+    fn drop(&mut self) {
+        self.0.subscribers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl StreamHub {
+    /// An empty hub for `name`.
+    pub fn new(name: impl Into<String>, limits: RingLimits) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.into(),
+            limits,
+            state: RwLock::new(StreamState::default()),
+            version: watch::Sender::new(0),
+            subscribers: AtomicUsize::new(0),
+        })
+    }
+
+    /// The stream name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reads the state.
+    pub fn read(&self) -> RwLockReadGuard<'_, StreamState> {
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, StreamState> {
+        self.state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn bump(&self) {
+        self.version.send_modify(|version| *version += 1);
+    }
+
+    /// A receiver that wakes on every change.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// Registers a subscriber until the guard drops.
+    pub fn add_subscriber(self: &Arc<Self>) -> SubscriberGuard {
+        self.subscribers.fetch_add(1, Ordering::Relaxed);
+        SubscriberGuard(Arc::clone(self))
+    }
+
+    /// Live subscribers.
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.load(Ordering::Relaxed)
+    }
+
+    /// Records the consumer.
+    pub fn set_consumer(&self, consumer: ConsumerInfo) {
+        self.write().consumer = consumer;
+    }
+
+    /// Marks the shard list as known (the stream leaves STARTING).
+    pub fn set_started(&self) {
+        self.write().started = true;
+        self.bump();
+    }
+
+    /// Marks ingest as stopped.
+    pub fn set_stopped(&self) {
+        self.write().stopped = true;
+        self.bump();
+    }
+
+    /// Adds a shard if it is not known yet. `floor` says what precedes the first record the
+    /// relay will append (see [`Floor`]).
+    pub fn add_shard(&self, meta: ShardMeta, floor: Floor, state: ReaderState) {
+        let mut guard = self.write();
+        if guard.shards.contains_key(&meta.shard_id) {
+            return;
+        }
+        let last_position = match &floor {
+            Floor::After { position, .. } => Some(position.clone()),
+            Floor::Origin => None,
+        };
+        guard.shards.insert(
+            meta.shard_id.clone(),
+            ShardSlot {
+                meta,
+                ring: ShardRing::new(floor),
+                state,
+                children: Vec::new(),
+                millis_behind: 0,
+                last_position,
+            },
+        );
+        drop(guard);
+        self.bump();
+    }
+
+    /// Sets a shard's reader state.
+    pub fn set_state(&self, shard_id: &str, state: ReaderState) {
+        if let Some(slot) = self.write().shards.get_mut(shard_id) {
+            slot.state = state;
+        }
+    }
+
+    /// Appends records read from `shard_id` (in sequence order) and returns how many were
+    /// new. Records at or before the last appended position are dropped as duplicates.
+    pub fn append(&self, shard_id: &str, records: Vec<RelayRecord>, millis_behind: i64) -> usize {
+        let now = SystemTime::now();
+        let mut guard = self.write();
+        let state = &mut *guard;
+        let Some(slot) = state.shards.get_mut(shard_id) else {
+            return 0;
+        };
+        slot.millis_behind = millis_behind;
+        let mut appended = 0;
+        for record in records {
+            let entry = Entry::encode(record);
+            let position = entry.position();
+            if slot
+                .last_position
+                .as_ref()
+                .is_some_and(|last| position <= *last)
+            {
+                continue;
+            }
+            slot.last_position = Some(position);
+            state.bytes += entry.cost();
+            slot.ring.push(entry);
+            appended += 1;
+        }
+        Self::evict(state, &self.limits, now);
+        drop(guard);
+        if appended > 0 {
+            self.bump();
+        }
+        appended
+    }
+
+    /// Updates the distance to the tip without records.
+    pub fn set_millis_behind(&self, shard_id: &str, millis_behind: i64) {
+        if let Some(slot) = self.write().shards.get_mut(shard_id) {
+            slot.millis_behind = millis_behind;
+        }
+    }
+
+    /// Marks a shard as read to its end, with its children.
+    pub fn finish_shard(&self, shard_id: &str, children: Vec<String>) {
+        if let Some(slot) = self.write().shards.get_mut(shard_id) {
+            slot.state = ReaderState::Finished;
+            slot.children = children;
+            slot.millis_behind = 0;
+        }
+        self.bump();
+    }
+
+    /// Drops records past the age limit; called periodically so idle streams age too.
+    pub fn evict_expired(&self) {
+        let mut guard = self.write();
+        Self::evict(&mut guard, &self.limits, SystemTime::now());
+    }
+
+    fn evict(state: &mut StreamState, limits: &RingLimits, now: SystemTime) {
+        let oldest_allowed = now
+            .checked_sub(limits.max_age)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        for slot in state.shards.values_mut() {
+            while slot
+                .ring
+                .front()
+                .is_some_and(|entry| entry.arrival < oldest_allowed)
+            {
+                state.bytes -= slot.ring.evict_front();
+            }
+        }
+        while state.bytes > limits.max_bytes {
+            // Drop the oldest record of the stream, whichever shard holds it.
+            let Some(slot) = state
+                .shards
+                .values_mut()
+                .filter(|slot| !slot.ring.is_empty())
+                .min_by_key(|slot| slot.ring.front().map(|entry| entry.arrival))
+            else {
+                break;
+            };
+            state.bytes -= slot.ring.evict_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn record(seq: u64, size: usize) -> RelayRecord {
+        RelayRecord {
+            partition_key: "k".into(),
+            data: Bytes::from(vec![0u8; size]),
+            sequence: seq.to_string().parse().unwrap(),
+            sub_sequence: None,
+            arrival: SystemTime::now(),
+            explicit_hash_key: None,
+        }
+    }
+
+    fn meta(id: &str) -> ShardMeta {
+        ShardMeta {
+            shard_id: id.into(),
+            parents: vec![],
+            hash_key_range: ("0".into(), "1".into()),
+        }
+    }
+
+    #[test]
+    fn drops_duplicates_and_stays_within_the_byte_budget() {
+        let hub = StreamHub::new(
+            "s",
+            RingLimits {
+                max_bytes: 10_000,
+                max_age: Duration::from_secs(60),
+            },
+        );
+        hub.add_shard(meta("a"), Floor::Origin, ReaderState::Reading);
+        hub.add_shard(meta("b"), Floor::Origin, ReaderState::Reading);
+        assert_eq!(hub.append("a", vec![record(1, 10), record(2, 10)], 0), 2);
+        assert_eq!(hub.append("a", vec![record(2, 10), record(3, 10)], 0), 1);
+        for seq in 10..200 {
+            hub.append(
+                if seq % 2 == 0 { "a" } else { "b" },
+                vec![record(seq, 100)],
+                0,
+            );
+        }
+        let state = hub.read();
+        assert!(state.bytes <= 10_000, "{} bytes held", state.bytes);
+        let held: usize = state.shards.values().map(|slot| slot.ring.bytes()).sum();
+        assert_eq!(held, state.bytes);
+        assert!(state.shards["a"].ring.base() > 0);
+    }
+
+    #[test]
+    fn evicts_by_age() {
+        let hub = StreamHub::new(
+            "s",
+            RingLimits {
+                max_bytes: 1 << 20,
+                max_age: Duration::from_secs(60),
+            },
+        );
+        hub.add_shard(meta("a"), Floor::Origin, ReaderState::Reading);
+        let mut old = record(1, 10);
+        old.arrival = SystemTime::now() - Duration::from_secs(120);
+        hub.append("a", vec![old, record(2, 10)], 0);
+        let state = hub.read();
+        assert_eq!(state.shards["a"].ring.len(), 1);
+        assert_eq!(state.shards["a"].ring.base(), 1);
+    }
+}

@@ -1,0 +1,286 @@
+//! The `Relay` service: request handling and the per-subscriber task.
+
+use std::{collections::BTreeMap, pin::Pin, sync::Arc, time::Duration};
+
+use futures::Stream;
+use kinesis_relay_api::v1;
+use tokio::{
+    sync::{mpsc, watch},
+    time::{Instant, sleep_until},
+};
+use tokio_stream::{StreamExt, wrappers::ReceiverStream};
+use tonic::{Code, Request, Response, Status};
+use tracing::debug;
+
+use super::{encode::EncodedResponse, status::with_cursor, validate};
+use crate::{
+    hub::StreamHub,
+    subscription::{LagPolicy, OpenError, Subscription, oldest_cursor, timestamp},
+};
+
+/// Responses queued per subscriber before the task waits for the client to read.
+const SUBSCRIBER_QUEUE: usize = 4;
+
+/// Settings of the serving side.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    /// Policy for requests that leave `on_lag` unspecified.
+    pub default_lag: LagPolicy,
+    /// Idle time after which a heartbeat is sent.
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for ServeSettings {
+    fn default() -> Self {
+        Self {
+            default_lag: LagPolicy::Disconnect,
+            heartbeat_interval: Duration::from_secs(3),
+        }
+    }
+}
+
+/// The service state: the hubs of the streams served.
+#[derive(Debug, Clone)]
+pub struct RelayService {
+    /// Hubs by stream name.
+    hubs: Arc<BTreeMap<String, Arc<StreamHub>>>,
+    /// Settings.
+    settings: ServeSettings,
+    /// Becomes true when the relay shuts down; subscriptions then end with UNAVAILABLE.
+    shutdown: watch::Receiver<bool>,
+}
+
+/// The stream of encoded responses of one subscription.
+pub type EncodedStream = Pin<Box<dyn Stream<Item = Result<EncodedResponse, Status>> + Send>>;
+
+impl RelayService {
+    /// A service over `hubs`.
+    pub fn new(
+        hubs: impl IntoIterator<Item = Arc<StreamHub>>,
+        settings: ServeSettings,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            hubs: Arc::new(
+                hubs.into_iter()
+                    .map(|hub| (hub.name().to_owned(), hub))
+                    .collect(),
+            ),
+            settings,
+            shutdown,
+        }
+    }
+
+    /// Resolves the stream a request names (or the only one served).
+    fn hub(&self, stream: &str) -> Result<Arc<StreamHub>, Status> {
+        let served = || self.hubs.keys().cloned().collect::<Vec<_>>().join(", ");
+        if stream.is_empty() {
+            if self.hubs.len() == 1 {
+                return Ok(self.hubs.values().next().cloned().expect("one hub"));
+            }
+            return Err(Status::invalid_argument(format!(
+                "stream: required because this relay serves several streams: {}",
+                served()
+            )));
+        }
+        validate::stream_name(stream)?;
+        self.hubs.get(stream).cloned().ok_or_else(|| {
+            Status::not_found(format!(
+                "stream {stream:?} is not served by this relay; it serves: {}",
+                served()
+            ))
+        })
+    }
+
+    /// Starts a subscription and returns its response stream.
+    pub fn subscribe_encoded(
+        &self,
+        request: v1::SubscribeRequest,
+    ) -> Result<EncodedStream, Status> {
+        let hub = self.hub(&request.stream)?;
+        let spec = validate::subscribe_request(&request, self.settings.default_lag)?;
+        let subscription = Subscription::open(&hub, spec).map_err(|err| {
+            let code = match err {
+                OpenError::UnknownShard { .. } => Code::NotFound,
+                OpenError::WrongStream { .. } => Code::InvalidArgument,
+                OpenError::OutOfRange { .. } => Code::OutOfRange,
+            };
+            Status::new(code, err.to_string())
+        })?;
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
+        tokio::spawn(run_subscriber(
+            hub,
+            subscription,
+            tx,
+            self.settings.heartbeat_interval,
+            self.shutdown.clone(),
+        ));
+        Ok(Box::pin(ReceiverStream::new(rx)))
+    }
+}
+
+/// Sends a subscription's events until the client goes away, it lags under DISCONNECT, or
+/// the relay shuts down.
+async fn run_subscriber(
+    hub: Arc<StreamHub>,
+    mut subscription: Subscription,
+    tx: mpsc::Sender<Result<EncodedResponse, Status>>,
+    heartbeat_interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _guard = hub.add_subscriber();
+    let mut changes = hub.changes();
+    let mut out = Vec::new();
+    let mut last_sent = Instant::now();
+    loop {
+        changes.borrow_and_update();
+        loop {
+            match subscription.poll(&hub, &mut out) {
+                Err(lagged) => {
+                    debug!(stream = hub.name(), shard = %lagged.shard, "subscriber too slow, disconnecting");
+                    let status = with_cursor(
+                        Code::ResourceExhausted,
+                        format!(
+                            "this subscriber read too slowly and fell behind the oldest record the relay holds in shard {}; resume with the cursor in the status details (trailer kinesis-relay-cursor), read faster, or subscribe with on_lag LAG_POLICY_SKIP",
+                            lagged.shard
+                        ),
+                        &lagged.cursor,
+                    );
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+                Ok(progressed) => {
+                    for response in out.drain(..) {
+                        tokio::select! {
+                            sent = tx.send(Ok(response)) => if sent.is_err() { return },
+                            _ = crate::stopped(&mut shutdown) => {
+                                end_for_shutdown(&tx, &subscription).await;
+                                return;
+                            }
+                        }
+                        last_sent = Instant::now();
+                    }
+                    if !progressed {
+                        break;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = sleep_until(last_sent + heartbeat_interval) => {
+                if tx.send(Ok(subscription.heartbeat(&hub))).await.is_err() {
+                    return;
+                }
+                last_sent = Instant::now();
+            }
+            _ = tx.closed() => return,
+            _ = crate::stopped(&mut shutdown) => {
+                end_for_shutdown(&tx, &subscription).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn end_for_shutdown(
+    tx: &mpsc::Sender<Result<EncodedResponse, Status>>,
+    subscription: &Subscription,
+) {
+    let status = with_cursor(
+        Code::Unavailable,
+        "the relay is shutting down; resume on another relay (or this one when it is back) with the cursor in the status details (trailer kinesis-relay-cursor)".to_owned(),
+        &subscription.cursor().encode(),
+    );
+    // Bounded: a client that does not read gets dropped with the connection.
+    let _ = tokio::time::timeout(Duration::from_secs(2), tx.send(Err(status))).await;
+}
+
+#[tonic::async_trait]
+impl v1::relay_server::Relay for RelayService {
+    type SubscribeStream =
+        Pin<Box<dyn Stream<Item = Result<v1::SubscribeResponse, Status>> + Send>>;
+
+    /// The generic path (decodes what the encode-once path writes as is); the server mounts
+    /// [`super::RelayGrpc`], which routes Subscribe to the encode-once codec instead.
+    async fn subscribe(
+        &self,
+        request: Request<v1::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let stream = self.subscribe_encoded(request.into_inner())?;
+        Ok(Response::new(Box::pin(stream.map(|item| {
+            item.and_then(|encoded| {
+                encoded
+                    .decode()
+                    .map_err(|err| Status::internal(format!("response encoding: {err}")))
+            })
+        }))))
+    }
+
+    async fn list_streams(
+        &self,
+        _request: Request<v1::ListStreamsRequest>,
+    ) -> Result<Response<v1::ListStreamsResponse>, Status> {
+        let streams = self
+            .hubs
+            .values()
+            .map(|hub| {
+                let state = hub.read();
+                v1::StreamSummary {
+                    name: hub.name().to_owned(),
+                    shard_count: state.open_shards() as u32,
+                    status: state.status().into(),
+                }
+            })
+            .collect();
+        Ok(Response::new(v1::ListStreamsResponse { streams }))
+    }
+
+    async fn describe_stream(
+        &self,
+        request: Request<v1::DescribeStreamRequest>,
+    ) -> Result<Response<v1::DescribeStreamResponse>, Status> {
+        let hub = self.hub(&request.get_ref().stream)?;
+        let state = hub.read();
+        let shards = state
+            .shards
+            .values()
+            .map(|slot| v1::Shard {
+                shard_id: slot.meta.shard_id.clone(),
+                parent_shard_id: slot.meta.parents.first().cloned().unwrap_or_default(),
+                adjacent_parent_shard_id: slot.meta.parents.get(1).cloned().unwrap_or_default(),
+                hash_key_range: Some(v1::HashKeyRange {
+                    starting_hash_key: slot.meta.hash_key_range.0.clone(),
+                    ending_hash_key: slot.meta.hash_key_range.1.clone(),
+                }),
+                state: v1::ShardState::from(slot.state).into(),
+                last_sequence_number: slot
+                    .last_sequence()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                millis_behind_latest: slot.millis_behind,
+                oldest_sequence_number: slot
+                    .ring
+                    .front()
+                    .map(|entry| entry.sequence.to_string())
+                    .unwrap_or_default(),
+                records_held: slot.ring.len() as u64,
+                bytes_held: slot.ring.bytes() as u64,
+            })
+            .collect();
+        let response = v1::DescribeStreamResponse {
+            stream: hub.name().to_owned(),
+            status: state.status().into(),
+            consumer: Some(v1::Consumer {
+                name: state.consumer.name.clone(),
+                arn: state.consumer.arn.clone(),
+                status: state.consumer.status.clone(),
+            }),
+            shards,
+            subscriber_count: hub.subscriber_count() as u32,
+            oldest_cursor: oldest_cursor(hub.name(), &state),
+            oldest_timestamp: state.oldest_arrival().map(timestamp),
+        };
+        Ok(Response::new(response))
+    }
+}
