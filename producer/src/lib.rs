@@ -67,7 +67,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("kinesis_producer=warn")),
         )
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -112,7 +112,13 @@ pub async fn client(args: &Args) -> Result<(aws_sdk_kinesis::Client, String), Pr
 pub async fn produce(args: Args) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     let template = match &args.partition_key {
-        Some(text) => KeyTemplate::parse(text).context("--partition-key")?,
+        Some(text) => match KeyTemplate::parse(text) {
+            Ok(template) => template,
+            Err(err) => {
+                eprintln!("kinesis-producer: error: --partition-key: {err}");
+                return Ok(ExitCode::Usage);
+            }
+        },
         None => KeyTemplate::random(),
     };
     let (client, region) = match client(&args).await {
@@ -230,7 +236,9 @@ async fn list_shards_with_retry(
     let mut attempt = 1;
     loop {
         match ShardMap::list(client, stream, region).await {
-            Err(ProducerError::Aws { .. }) if attempt < 4 => {
+            Err(ProducerError::Aws { .. } | ProducerError::EndpointUnreachable(_))
+                if attempt < 3 =>
+            {
                 tokio::time::sleep(pipeline::backoff(attempt)).await;
                 attempt += 1;
             }

@@ -101,6 +101,11 @@ impl ShardMap {
             let output = request.send().await.map_err(|err| {
                 match classify(&err, "ListShards", stream, region) {
                     RequestFailure::Fatal(fatal) => fatal,
+                    RequestFailure::Retry { code, .. }
+                        if code == "DispatchFailure" || code == "Timeout" =>
+                    {
+                        ProducerError::EndpointUnreachable(crate::error::chain(&err))
+                    }
                     RequestFailure::Retry { code, .. } => ProducerError::Aws {
                         operation: "ListShards",
                         message: format!("{code}: {}", crate::error::chain(&err)),
