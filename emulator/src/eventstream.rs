@@ -43,9 +43,10 @@ pub(crate) fn subscribe_to_shard_event(payload: Vec<u8>) -> Bytes {
     )
 }
 
-/// An exception frame, which ends a subscription with an AWS error.
+/// An exception frame, which ends a subscription with an AWS error. The payload repeats
+/// the type as `__type`, so SDKs report the code even for types they do not model.
 pub(crate) fn exception(error_type: &str, message: &str) -> Bytes {
-    let payload = serde_json::json!({ "message": message }).to_string();
+    let payload = serde_json::json!({ "__type": error_type, "message": message }).to_string();
     encode(
         &Message::new(Bytes::from(payload))
             .add_header(header(":message-type", "exception"))
