@@ -21,6 +21,8 @@ pub(crate) struct Faults {
     drop_connections: broadcast::Sender<()>,
     /// Requests received per operation, for tests that wait for a client to act.
     requests: Mutex<HashMap<String, u64>>,
+    /// AWS requests that arrived over HTTP/2, so tests can tell h2 was negotiated.
+    http2_requests: AtomicU64,
 }
 
 impl Faults {
@@ -31,6 +33,7 @@ impl Faults {
             silence: watch::Sender::new(false),
             drop_connections: broadcast::Sender::new(16),
             requests: Mutex::new(HashMap::new()),
+            http2_requests: AtomicU64::new(0),
         }
     }
 
@@ -67,6 +70,14 @@ impl Faults {
     pub(crate) fn request_count(&self, operation: &str) -> u64 {
         let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         requests.get(operation).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn count_http2_request(&self) {
+        self.http2_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn http2_requests(&self) -> u64 {
+        self.http2_requests.load(Ordering::Relaxed)
     }
 
     pub(crate) fn set_latency(&self, latency: Duration) {

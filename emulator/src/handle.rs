@@ -86,6 +86,11 @@ impl EmulatorHandle {
         self.shared.faults.request_count(operation)
     }
 
+    /// How many AWS requests arrived over HTTP/2 (h2c or TLS with ALPN h2).
+    pub fn http2_requests(&self) -> u64 {
+        self.shared.faults.http2_requests()
+    }
+
     /// The number of records currently stored in a stream (after retention trimming).
     pub fn stored_records(&self, stream: &str) -> Result<usize, KinesisError> {
         let inner = self.shared.store.lock();

@@ -157,6 +157,9 @@ async fn route(
     if request.uri().path().starts_with(control::PATH_PREFIX) {
         return control::handle(&shared, request).await;
     }
+    if request.version() == http::Version::HTTP_2 {
+        shared.faults.count_http2_request();
+    }
     let operation = request
         .headers()
         .get("x-amz-target")
