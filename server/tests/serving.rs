@@ -48,7 +48,13 @@ async fn records_until_heartbeat(stream: &mut Streaming<SubscribeResponse>) -> u
 
 async fn held(relay: &kinesis_relay::RunningRelay, n: usize) {
     eventually("the relay to hold the records", || async {
-        relay.hubs[0].read().shards.values().map(|s| s.ring.len()).sum::<usize>() >= n
+        relay.hubs[0]
+            .read()
+            .shards
+            .values()
+            .map(|s| s.ring.len())
+            .sum::<usize>()
+            >= n
     })
     .await;
 }
@@ -63,12 +69,19 @@ async fn subscribers_with_different_filters_and_starts_get_exactly_their_records
     put(&kinesis, "filters", &first).await;
     held(&relay, 200).await;
     let between = SystemTime::now();
-    eventually("the clock to move past the first batch", || async { SystemTime::now() > between }).await;
+    eventually("the clock to move past the first batch", || async {
+        SystemTime::now() > between
+    })
+    .await;
 
     let mut grpc = connect(relay.local_addr).await;
     let shard0 = "shardId-000000000000".to_owned();
     let mut all = subscribe(&mut grpc, request("filters", earliest())).await;
-    let mut latest = subscribe(&mut grpc, request("filters", StartingPosition::Latest(v1::Latest {}))).await;
+    let mut latest = subscribe(
+        &mut grpc,
+        request("filters", StartingPosition::Latest(v1::Latest {})),
+    )
+    .await;
     let mut exact = subscribe(
         &mut grpc,
         SubscribeRequest {
@@ -96,29 +109,45 @@ async fn subscribers_with_different_filters_and_starts_get_exactly_their_records
     .await;
     let mut at_time = subscribe(
         &mut grpc,
-        request("filters", StartingPosition::AtTimestamp(kinesis_relay::subscription::timestamp(between))),
+        request(
+            "filters",
+            StartingPosition::AtTimestamp(kinesis_relay::subscription::timestamp(between)),
+        ),
     )
     .await;
 
     let second = numbered("second", 200, 16);
     put(&kinesis, "filters", &second).await;
     let everything: Vec<_> = first.iter().chain(&second).collect();
-    let count = |pred: &dyn Fn(&str) -> bool| everything.iter().filter(|(key, _)| pred(key)).count();
+    let count =
+        |pred: &dyn Fn(&str) -> bool| everything.iter().filter(|(key, _)| pred(key)).count();
 
     let got = receive(&mut all, 400).await;
     check_order(&got.records);
     assert_eq!(records_until_heartbeat(&mut all).await, 0);
 
     let got = receive(&mut latest, 200).await;
-    assert!(check_order(&got.records).iter().all(|d| d.starts_with("second")));
+    assert!(
+        check_order(&got.records)
+            .iter()
+            .all(|d| d.starts_with("second"))
+    );
     assert_eq!(records_until_heartbeat(&mut latest).await, 0);
 
     let got = receive(&mut exact, count(&|k| k == "key-3")).await;
-    assert!(got.records.iter().all(|r| r.record.partition_key == "key-3"));
+    assert!(
+        got.records
+            .iter()
+            .all(|r| r.record.partition_key == "key-3")
+    );
     assert_eq!(records_until_heartbeat(&mut exact).await, 0);
 
     let got = receive(&mut prefix, count(&|k| k.starts_with("key-1"))).await;
-    assert!(got.records.iter().all(|r| r.record.partition_key.starts_with("key-1")));
+    assert!(
+        got.records
+            .iter()
+            .all(|r| r.record.partition_key.starts_with("key-1"))
+    );
     assert_eq!(records_until_heartbeat(&mut prefix).await, 0);
 
     let in_shard0: usize = relay.hubs[0].read().shards[&shard0].ring.len();
@@ -128,11 +157,17 @@ async fn subscribers_with_different_filters_and_starts_get_exactly_their_records
     assert_eq!(records_until_heartbeat(&mut one_shard).await, 0);
 
     let got = receive(&mut at_time, 200).await;
-    assert!(check_order(&got.records).iter().all(|d| d.starts_with("second")));
+    assert!(
+        check_order(&got.records)
+            .iter()
+            .all(|d| d.starts_with("second"))
+    );
     assert_eq!(records_until_heartbeat(&mut at_time).await, 0);
 
     let described = grpc
-        .describe_stream(v1::DescribeStreamRequest { stream: "filters".into() })
+        .describe_stream(v1::DescribeStreamRequest {
+            stream: "filters".into(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -145,7 +180,12 @@ async fn subscribers_with_different_filters_and_starts_get_exactly_their_records
 
 #[tokio::test]
 async fn a_stalled_subscriber_gets_its_policy_while_the_others_keep_up() {
-    let emulator = fast_emulator().limits(false).stream("stall", 1).start().await.unwrap();
+    let emulator = fast_emulator()
+        .limits(false)
+        .stream("stall", 1)
+        .start()
+        .await
+        .unwrap();
     let mut config = fast_config(&["stall"]);
     let ring = 1 << 20;
     config.rings = RingLimits {
@@ -172,25 +212,44 @@ async fn a_stalled_subscriber_gets_its_policy_while_the_others_keep_up() {
         },
     )
     .await;
-    let mut live = subscribe(&mut grpc, request("stall", StartingPosition::Latest(v1::Latest {}))).await;
+    let mut live = subscribe(
+        &mut grpc,
+        request("stall", StartingPosition::Latest(v1::Latest {})),
+    )
+    .await;
     let reader = tokio::spawn(async move { receive(&mut live, 4000).await });
 
     let kinesis = client_for(&emulator.endpoint_url());
     let payload = vec![b'x'; 1000];
     for batch in 0..40 {
         let records: Vec<_> = (0..100)
-            .map(|i| (format!("k{i}"), [format!("{batch}-{i}-").into_bytes(), payload.clone()].concat()))
+            .map(|i| {
+                (
+                    format!("k{i}"),
+                    [format!("{batch}-{i}-").into_bytes(), payload.clone()].concat(),
+                )
+            })
             .collect();
         put(&kinesis, "stall", &records).await;
-        assert!(relay.hubs[0].read().bytes <= ring, "the ring stays within its bound");
+        assert!(
+            relay.hubs[0].read().bytes <= ring,
+            "the ring stays within its bound"
+        );
     }
     let delivered = reader.await.unwrap();
-    assert_eq!(check_order(&delivered.records).len(), 4000, "the live subscriber got everything");
+    assert_eq!(
+        check_order(&delivered.records).len(),
+        4000,
+        "the live subscriber got everything"
+    );
 
     // The stalled DISCONNECT subscriber now reads: what was queued, then RESOURCE_EXHAUSTED.
     let mut before_cut = 0;
     let status = loop {
-        match tokio::time::timeout(DEADLINE, stalled.message()).await.unwrap() {
+        match tokio::time::timeout(DEADLINE, stalled.message())
+            .await
+            .unwrap()
+        {
             Ok(Some(message)) => {
                 if let Some(Event::Records(batch)) = message.event {
                     before_cut += batch.records.len();
@@ -201,7 +260,11 @@ async fn a_stalled_subscriber_gets_its_policy_while_the_others_keep_up() {
         }
     };
     assert_eq!(status.code(), Code::ResourceExhausted);
-    assert!(status.message().contains("too slowly"), "{}", status.message());
+    assert!(
+        status.message().contains("too slowly"),
+        "{}",
+        status.message()
+    );
     assert!(before_cut < 4000);
     let cursor = cursor_of(&status).expect("the status carries the cursor");
     // Its position is gone from the ring: resuming says so and names the oldest position.
@@ -211,13 +274,21 @@ async fn a_stalled_subscriber_gets_its_policy_while_the_others_keep_up() {
         .err()
         .expect("resuming behind the ring is refused");
     assert_eq!(refused.code(), Code::OutOfRange);
-    assert!(refused.message().contains("oldest"), "{}", refused.message());
+    assert!(
+        refused.message().contains("oldest"),
+        "{}",
+        refused.message()
+    );
 
     // The SKIP subscriber gets a gap and goes on to the end.
     let mut received = 0u64;
     let mut missed = 0u64;
     while received + missed < 4000 {
-        let message = tokio::time::timeout(DEADLINE, skipping.message()).await.unwrap().unwrap().unwrap();
+        let message = tokio::time::timeout(DEADLINE, skipping.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         match message.event {
             Some(Event::Records(batch)) => received += batch.records.len() as u64,
             Some(Event::Gap(gap)) => {
@@ -264,13 +335,27 @@ async fn resuming_with_the_cursor_across_a_split_has_no_gap_and_no_repeat() {
         .send()
         .await
         .unwrap();
-    eventually("the relay to read the children", || async { relay.hubs[0].read().shards.len() == 3 }).await;
+    eventually("the relay to read the children", || async {
+        relay.hubs[0].read().shards.len() == 3
+    })
+    .await;
     put(&kinesis, "resume", &numbered("two", 100, 8)).await;
     sent.extend((0..100).map(|i| format!("two-{i}")));
 
-    let mut stream = subscribe(&mut grpc, request("resume", StartingPosition::AfterCursor(first.last_cursor.clone()))).await;
+    let mut stream = subscribe(
+        &mut grpc,
+        request(
+            "resume",
+            StartingPosition::AfterCursor(first.last_cursor.clone()),
+        ),
+    )
+    .await;
     let second = receive(&mut stream, 200 - first.records.len()).await;
-    assert_eq!(records_until_heartbeat(&mut stream).await, 0, "nothing repeated or extra");
+    assert_eq!(
+        records_until_heartbeat(&mut stream).await,
+        0,
+        "nothing repeated or extra"
+    );
     let mut all = first.records.clone();
     all.extend(second.records.clone());
     let mut got = check_order(&all);
@@ -283,7 +368,12 @@ async fn resuming_with_the_cursor_across_a_split_has_no_gap_and_no_repeat() {
 
 #[tokio::test]
 async fn invalid_requests_get_the_right_status_and_say_what_to_fix() {
-    let emulator = fast_emulator().stream("valid-a", 1).stream("valid-b", 1).start().await.unwrap();
+    let emulator = fast_emulator()
+        .stream("valid-a", 1)
+        .stream("valid-b", 1)
+        .start()
+        .await
+        .unwrap();
     let relay = start_relay(&emulator, fast_config(&["valid-a", "valid-b"])).await;
     wait_active(&relay).await;
     let mut grpc = connect(relay.local_addr).await;
@@ -295,11 +385,19 @@ async fn invalid_requests_get_the_right_status_and_say_what_to_fix() {
 
     let status = refused(request("nope", earliest())).await;
     assert_eq!(status.code(), Code::NotFound);
-    assert!(status.message().contains("valid-a, valid-b"), "{}", status.message());
+    assert!(
+        status.message().contains("valid-a, valid-b"),
+        "{}",
+        status.message()
+    );
 
     let status = refused(request("", earliest())).await;
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("stream: required"), "{}", status.message());
+    assert!(
+        status.message().contains("stream: required"),
+        "{}",
+        status.message()
+    );
 
     let status = refused(request("bad name!", earliest())).await;
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -325,22 +423,46 @@ async fn invalid_requests_get_the_right_status_and_say_what_to_fix() {
         ..request("valid-a", earliest())
     })
     .await;
-    assert!(matches!(status.code(), Code::InvalidArgument | Code::OutOfRange | Code::ResourceExhausted), "{status:?}");
+    assert!(
+        matches!(
+            status.code(),
+            Code::InvalidArgument | Code::OutOfRange | Code::ResourceExhausted
+        ),
+        "{status:?}"
+    );
 
     for garbage in ["%%%", "AAAA", "not-a-cursor", &"A".repeat(5000)] {
-        let status = refused(request("valid-a", StartingPosition::AfterCursor(garbage.into()))).await;
+        let status = refused(request(
+            "valid-a",
+            StartingPosition::AfterCursor(garbage.into()),
+        ))
+        .await;
         assert_eq!(status.code(), Code::InvalidArgument, "{garbage}");
-        assert!(status.message().starts_with("after_cursor"), "{}", status.message());
+        assert!(
+            status.message().starts_with("after_cursor"),
+            "{}",
+            status.message()
+        );
     }
 
     let mut stream = subscribe(&mut grpc, request("valid-b", earliest())).await;
-    let heartbeat = tokio::time::timeout(DEADLINE, stream.message()).await.unwrap().unwrap().unwrap();
-    let status = refused(request("valid-a", StartingPosition::AfterCursor(heartbeat.cursor))).await;
+    let heartbeat = tokio::time::timeout(DEADLINE, stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let status = refused(request(
+        "valid-a",
+        StartingPosition::AfterCursor(heartbeat.cursor),
+    ))
+    .await;
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("valid-b"), "{}", status.message());
 
     let status = grpc
-        .describe_stream(v1::DescribeStreamRequest { stream: "nope".into() })
+        .describe_stream(v1::DescribeStreamRequest {
+            stream: "nope".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
@@ -361,20 +483,36 @@ async fn a_position_older_than_the_ring_is_out_of_range() {
     put(&kinesis, "range", &numbered("early", 10, 2)).await;
     let early = receive(&mut stream, 10).await;
     drop(stream);
-    let big: Vec<_> = (0..200).map(|i| (format!("k{i}"), vec![b'y'; 1000])).collect();
+    let big: Vec<_> = (0..200)
+        .map(|i| (format!("k{i}"), vec![b'y'; 1000]))
+        .collect();
     put(&kinesis, "range", &big).await;
     eventually("the early records to be evicted", || async {
-        relay.hubs[0].read().shards.values().all(|s| s.ring.base() > 10)
+        relay.hubs[0]
+            .read()
+            .shards
+            .values()
+            .all(|s| s.ring.base() > 10)
     })
     .await;
     let status = grpc
-        .subscribe(request("range", StartingPosition::AfterCursor(early.last_cursor)))
+        .subscribe(request(
+            "range",
+            StartingPosition::AfterCursor(early.last_cursor),
+        ))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::OutOfRange);
-    assert!(status.message().contains("resume with after_cursor"), "{}", status.message());
+    assert!(
+        status.message().contains("resume with after_cursor"),
+        "{}",
+        status.message()
+    );
     let old = kinesis_relay::subscription::timestamp(SystemTime::now() - Duration::from_secs(3600));
-    let status = grpc.subscribe(request("range", StartingPosition::AtTimestamp(old))).await.unwrap_err();
+    let status = grpc
+        .subscribe(request("range", StartingPosition::AtTimestamp(old)))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::OutOfRange);
     relay.shutdown().await.unwrap();
     emulator.shutdown().await;
@@ -408,7 +546,10 @@ async fn shutdown_ends_streams_with_unavailable_and_a_cursor_that_resumes_on_ano
     // Drain what was in flight; the stream ends with UNAVAILABLE and a cursor.
     let mut in_flight = first.records.clone();
     let status = loop {
-        match tokio::time::timeout(DEADLINE, stream.message()).await.unwrap() {
+        match tokio::time::timeout(DEADLINE, stream.message())
+            .await
+            .unwrap()
+        {
             Ok(Some(message)) => {
                 if let Some(Event::Records(batch)) = message.event {
                     in_flight.extend(batch.records.into_iter().map(|record| Received {
@@ -424,7 +565,11 @@ async fn shutdown_ends_streams_with_unavailable_and_a_cursor_that_resumes_on_ano
     assert_eq!(status.code(), Code::Unavailable);
     let cursor = cursor_of(&status).expect("cursor in the status");
     let mut grpc_b = connect(relay_b.local_addr).await;
-    let mut stream = subscribe(&mut grpc_b, request("handover", StartingPosition::AfterCursor(cursor))).await;
+    let mut stream = subscribe(
+        &mut grpc_b,
+        request("handover", StartingPosition::AfterCursor(cursor)),
+    )
+    .await;
     let rest = receive(&mut stream, 300 - in_flight.len()).await;
     assert_eq!(records_until_heartbeat(&mut stream).await, 0);
     in_flight.extend(rest.records);
@@ -440,15 +585,27 @@ async fn heartbeats_flow_when_idle() {
     let relay = start_relay(&emulator, fast_config(&["idle"])).await;
     wait_active(&relay).await;
     let mut grpc = connect(relay.local_addr).await;
-    let mut stream = subscribe(&mut grpc, request("idle", StartingPosition::Latest(v1::Latest {}))).await;
-    let message = tokio::time::timeout(DEADLINE, stream.message()).await.unwrap().unwrap().unwrap();
+    let mut stream = subscribe(
+        &mut grpc,
+        request("idle", StartingPosition::Latest(v1::Latest {})),
+    )
+    .await;
+    let message = tokio::time::timeout(DEADLINE, stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let Some(Event::Heartbeat(heartbeat)) = message.event else {
         panic!("expected a heartbeat, got {message:?}");
     };
     assert_eq!(heartbeat.shards.len(), 2);
     assert!(heartbeat.server_time.is_some());
     assert!(!message.cursor.is_empty());
-    let listed = grpc.list_streams(v1::ListStreamsRequest {}).await.unwrap().into_inner();
+    let listed = grpc
+        .list_streams(v1::ListStreamsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(listed.streams[0].name, "idle");
     assert_eq!(listed.streams[0].shard_count, 2);
     assert_eq!(listed.streams[0].status, v1::StreamStatus::Active as i32);
