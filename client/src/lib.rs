@@ -1,1 +1,57 @@
-//! placeholder
+//! kinesis-relay-client: subscribes to a kinesis-relay and prints records as they arrive,
+//! resuming after reconnects without losing or repeating a record; also lists and describes
+//! what a relay serves, and archives records to rotated files.
+//!
+//! # Layout
+//! - [`cli`]: command-line flags (the doc comments are the `--help` text).
+//! - [`connect`]: URL, TLS, bearer token and deadlines of a connection.
+//! - [`resume`]: a subscription that reconnects with backoff and resumes from its cursor.
+//! - [`subscribe`]: the `subscribe` command: print, stop conditions, checkpoint.
+//! - [`output`]: the record formats (`text`, `json`, `raw`, `base64`) and stderr notices.
+//! - [`checkpoint`]: the cursor file, written atomically.
+//! - [`archive`]: the `archive` command: rotated NDJSON files, each stored with its cursor.
+//! - [`describe`]: the `streams` and `describe` commands.
+//! - [`error`], [`exit_code`]: failure classes and their exit codes.
+//! - [`backoff`], [`units`], [`shutdown`]: reconnection delays, flag units, signals.
+//!
+//! [`run`] dispatches a parsed command line; `main.rs` only parses, runs and reports.
+
+pub mod archive;
+pub mod backoff;
+pub mod checkpoint;
+pub mod cli;
+pub mod connect;
+pub mod describe;
+pub mod error;
+pub mod exit_code;
+pub mod output;
+pub mod resume;
+pub mod shutdown;
+pub mod subscribe;
+pub mod units;
+
+use anyhow::Context;
+
+use crate::{
+    cli::{Cli, Command},
+    connect::Connector,
+    exit_code::ExitCode,
+    shutdown::Signals,
+};
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let connector = Connector::new(&cli.connection)?;
+    match cli.command {
+        Command::Subscribe(args) => {
+            let signals = Signals::install().context("installing signal handlers")?;
+            subscribe::run(connector, args, signals).await
+        }
+        Command::Archive(args) => {
+            let signals = Signals::install().context("installing signal handlers")?;
+            archive::run(connector, args, signals).await
+        }
+        Command::Streams(args) => describe::streams(connector, args).await,
+        Command::Describe(args) => describe::describe(connector, args).await,
+    }
+}

@@ -1,0 +1,384 @@
+//! `archive`: records to rotated newline-delimited JSON files, the local counterpart of
+//! Kinesis Data Firehose delivery.
+//!
+//! # Layout of the directory
+//! - `NNNNNNNNNN-<stream>-<UTC start>.ndjson[.gz]`: complete files, numbered in order.
+//! - `NNNNNNNNNN-<stream>-<UTC start>.cursor`: beside each, the cursor that covers every
+//!   record of that file and of the files before it.
+//! - `.NNNNNNNNNN-….partial`: the file being written (at most one).
+//!
+//! # Why a crash loses and repeats nothing
+//! A file is completed in three steps, each atomic: the data is synced; the `.cursor` is
+//! written (temporary file, sync, rename); the `.partial` is renamed to its final name. On
+//! start, `.partial` files and `.cursor` files without their data file (a crash between the
+//! last two steps) are deleted, and the archive resumes after the cursor of the highest
+//! complete file: the records of the deleted partial file are fetched again, those of
+//! complete files are not.
+
+use std::{
+    fs::{self, File},
+    io::{self, BufWriter, Write},
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use flate2::{Compression, write::GzEncoder};
+use tokio::time::{Instant, sleep_until};
+
+use crate::{
+    checkpoint::{sync_dir, write_atomically},
+    cli::{ArchiveArgs, StartFrom},
+    connect::Connector,
+    error::Failure,
+    exit_code::ExitCode,
+    notice,
+    output::JsonRecord,
+    resume::{Delivery, Resuming},
+    shutdown::Signals,
+};
+
+/// Runs `archive`.
+pub async fn run(
+    connector: Connector,
+    args: ArchiveArgs,
+    mut signals: Signals,
+) -> anyhow::Result<ExitCode> {
+    let mut archive = Archive::open(&args.dir, args.gzip)?;
+    let (start, origin) = match archive.resume_cursor.clone() {
+        Some(cursor) => (
+            StartFrom::Cursor(cursor),
+            Some(format!("archive {}", args.dir.display())),
+        ),
+        None => (args.from.clone(), None),
+    };
+    let mut subscription = Resuming::new(connector, &args.selection, start, origin);
+    let outcome: anyhow::Result<ExitCode> = loop {
+        let rotate_at = archive
+            .current
+            .as_ref()
+            .map(|file| file.opened + args.rotate_interval);
+        let delivery = tokio::select! {
+            delivery = subscription.next() => delivery,
+            _ = sleep_until(rotate_at.unwrap_or_else(Instant::now)), if rotate_at.is_some() => {
+                if let Err(err) = archive.complete() {
+                    break Err(err.into());
+                }
+                continue;
+            }
+            _ = signals.recv() => break Ok(ExitCode::Interrupted),
+        };
+        let result = match delivery {
+            Err(err) => break Err(err),
+            Ok(Delivery::Progress { cursor }) => {
+                archive.cursor = Some(cursor);
+                Ok(())
+            }
+            Ok(Delivery::Records {
+                shard_id,
+                records,
+                cursor,
+            }) => archive
+                .append(subscription.stream_name(), &shard_id, &records, cursor)
+                .and_then(|()| {
+                    if archive.current_size() >= args.rotate_size {
+                        archive.complete()
+                    } else {
+                        Ok(())
+                    }
+                }),
+        };
+        if let Err(err) = result {
+            break Err(err.into());
+        }
+    };
+    // The records written so far are good whatever ended the run: complete the file.
+    if let Err(err) = archive.complete() {
+        match &outcome {
+            Ok(_) => return Err(err.into()),
+            Err(_) => notice!("{err}"),
+        }
+    }
+    outcome
+}
+
+/// The archive directory and the file being written.
+struct Archive {
+    /// The directory.
+    dir: PathBuf,
+    /// Compress files.
+    gzip: bool,
+    /// Number of the next file.
+    next_number: u64,
+    /// Cursor of the last complete file found on start.
+    resume_cursor: Option<String>,
+    /// The cursor covering everything appended so far.
+    cursor: Option<String>,
+    /// The file being written, if any record arrived since the last one was completed.
+    current: Option<OpenFile>,
+}
+
+/// A file being written.
+struct OpenFile {
+    /// Final name without extension (`NNNNNNNNNN-stream-time`).
+    stem: String,
+    /// Where it is written until complete.
+    partial: PathBuf,
+    /// The writer.
+    sink: Sink,
+    /// JSON bytes written (before compression).
+    size: u64,
+    /// When it was opened, for `--rotate-interval`.
+    opened: Instant,
+}
+
+/// Plain or gzip output.
+enum Sink {
+    Plain(BufWriter<File>),
+    Gzip(GzEncoder<BufWriter<File>>),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(w) => w.write(buf),
+            Self::Gzip(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(w) => w.flush(),
+            Self::Gzip(w) => w.flush(),
+        }
+    }
+}
+
+impl Sink {
+    /// Ends the stream (gzip trailer) and syncs the file to disk.
+    fn finish(self) -> io::Result<()> {
+        let buffered = match self {
+            Self::Plain(w) => w,
+            Self::Gzip(w) => w.finish()?,
+        };
+        let file = buffered.into_inner().map_err(|err| err.into_error())?;
+        file.sync_all()
+    }
+}
+
+impl Archive {
+    /// Opens (or creates) `dir`, removes what a crash left half-done, and finds where to
+    /// resume.
+    fn open(dir: &Path, gzip: bool) -> Result<Self, Failure> {
+        let local = |err: &io::Error| Failure::local("archive directory", dir, err);
+        fs::create_dir_all(dir).map_err(|err| local(&err))?;
+        let mut names = Vec::new();
+        for entry in fs::read_dir(dir).map_err(|err| local(&err))? {
+            let entry = entry.map_err(|err| local(&err))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        let mut max_number = 0;
+        let mut last_complete: Option<(u64, String)> = None;
+        for name in &names {
+            if name.starts_with('.') && (name.ends_with(".partial") || name.contains(".tmp-")) {
+                notice!("archive: removing {name}, left unfinished by an earlier run");
+                fs::remove_file(dir.join(name)).map_err(|err| local(&err))?;
+                continue;
+            }
+            let Some(number) = leading_number(name) else {
+                continue;
+            };
+            if let Some(stem) = name.strip_suffix(".cursor") {
+                let complete = names.contains(&format!("{stem}.ndjson"))
+                    || names.contains(&format!("{stem}.ndjson.gz"));
+                if !complete {
+                    notice!("archive: removing {name}, its data file was never completed");
+                    fs::remove_file(dir.join(name)).map_err(|err| local(&err))?;
+                    continue;
+                }
+                if last_complete.as_ref().is_none_or(|(n, _)| number > *n) {
+                    last_complete = Some((number, stem.to_owned()));
+                }
+            }
+            max_number = max_number.max(number);
+        }
+        let resume_cursor = match &last_complete {
+            Some((_, stem)) => {
+                let path = dir.join(format!("{stem}.cursor"));
+                let text = fs::read_to_string(&path)
+                    .map_err(|err| Failure::local("archive cursor", &path, &err))?;
+                Some(text.trim().to_owned()).filter(|c| !c.is_empty())
+            }
+            None => None,
+        };
+        sync_dir(dir).map_err(|err| local(&err))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            gzip,
+            next_number: max_number + 1,
+            cursor: resume_cursor.clone(),
+            resume_cursor,
+            current: None,
+        })
+    }
+
+    fn current_size(&self) -> u64 {
+        self.current.as_ref().map_or(0, |file| file.size)
+    }
+
+    /// Appends records as JSON lines, opening a file if none is open.
+    fn append(
+        &mut self,
+        stream: &str,
+        shard_id: &str,
+        records: &[kinesis_relay_api::v1::Record],
+        cursor: String,
+    ) -> Result<(), Failure> {
+        if !records.is_empty() {
+            let file = match self.current.take() {
+                Some(file) => file,
+                None => self.create(stream)?,
+            };
+            let file = self.current.insert(file);
+            let mut buffer = Vec::new();
+            for record in records {
+                serde_json::to_writer(&mut buffer, &JsonRecord::new(stream, shard_id, record))
+                    .map_err(|err| Failure::LocalFile {
+                        what: "archive file",
+                        path: file.partial.display().to_string(),
+                        cause: err.to_string(),
+                    })?;
+                buffer.push(b'\n');
+            }
+            file.sink
+                .write_all(&buffer)
+                .and_then(|()| file.sink.flush())
+                .map_err(|err| Failure::local("archive file", &file.partial, &err))?;
+            file.size += buffer.len() as u64;
+        }
+        self.cursor = Some(cursor);
+        Ok(())
+    }
+
+    /// Starts the next file.
+    fn create(&mut self, stream: &str) -> Result<OpenFile, Failure> {
+        let started = time::OffsetDateTime::from(SystemTime::now());
+        let stamp = format!(
+            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+            started.year(),
+            u8::from(started.month()),
+            started.day(),
+            started.hour(),
+            started.minute(),
+            started.second()
+        );
+        let stream = if stream.is_empty() { "stream" } else { stream };
+        let stem = format!("{:010}-{stream}-{stamp}", self.next_number);
+        self.next_number += 1;
+        let partial = self.dir.join(format!(".{stem}.partial"));
+        let file =
+            File::create(&partial).map_err(|err| Failure::local("archive file", &partial, &err))?;
+        let buffered = BufWriter::with_capacity(256 * 1024, file);
+        let sink = if self.gzip {
+            Sink::Gzip(GzEncoder::new(buffered, Compression::default()))
+        } else {
+            Sink::Plain(buffered)
+        };
+        Ok(OpenFile {
+            stem,
+            partial,
+            sink,
+            size: 0,
+            opened: Instant::now(),
+        })
+    }
+
+    /// Completes the open file, if any: data synced, cursor stored, then renamed.
+    fn complete(&mut self) -> Result<(), Failure> {
+        let Some(file) = self.current.take() else {
+            return Ok(());
+        };
+        file.sink
+            .finish()
+            .map_err(|err| Failure::local("archive file", &file.partial, &err))?;
+        let cursor = self.cursor.clone().unwrap_or_default();
+        let cursor_path = self.dir.join(format!("{}.cursor", file.stem));
+        write_atomically(&cursor_path, format!("{cursor}\n").as_bytes())
+            .map_err(|err| Failure::local("archive cursor", &cursor_path, &err))?;
+        let extension = if self.gzip { "ndjson.gz" } else { "ndjson" };
+        let final_path = self.dir.join(format!("{}.{extension}", file.stem));
+        fs::rename(&file.partial, &final_path)
+            .and_then(|()| sync_dir(&self.dir))
+            .map_err(|err| Failure::local("archive file", &final_path, &err))?;
+        tracing::info!(file = %final_path.display(), bytes = file.size, "archive file complete");
+        Ok(())
+    }
+}
+
+/// The number a file name starts with (`0000000012-…`).
+fn leading_number(name: &str) -> Option<u64> {
+    let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
+    if digits.len() != 10 {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: u32) -> kinesis_relay_api::v1::Record {
+        kinesis_relay_api::v1::Record {
+            sequence_number: n.to_string(),
+            data: format!("r{n}").into_bytes().into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_crash_leaves_complete_files_and_the_cursor_of_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path(), false).unwrap();
+        assert_eq!(archive.resume_cursor, None);
+        archive.append("s", "a", &[record(1)], "c1".into()).unwrap();
+        archive.complete().unwrap();
+        archive.append("s", "a", &[record(2)], "c2".into()).unwrap();
+        // Crash: the second file stays partial; a cursor from an unfinished completion too.
+        fs::write(dir.path().join("0000000099-s-x.cursor"), "c99\n").unwrap();
+        drop(archive);
+        let reopened = Archive::open(dir.path(), false).unwrap();
+        assert_eq!(reopened.resume_cursor.as_deref(), Some("c1"));
+        assert_eq!(reopened.next_number, 2);
+        let mut names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names[0].ends_with(".cursor") && names[1].ends_with(".ndjson"));
+        let data = fs::read_to_string(dir.path().join(&names[1])).unwrap();
+        assert_eq!(data.lines().count(), 1);
+        assert!(data.contains("\"data\":\"r1\""));
+    }
+
+    #[test]
+    fn gzip_files_are_complete_streams() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path(), true).unwrap();
+        archive
+            .append("s", "a", &[record(1), record(2)], "c".into())
+            .unwrap();
+        archive.complete().unwrap();
+        let gz = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(".ndjson.gz"))
+            .unwrap();
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(File::open(gz).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text.lines().count(), 2);
+    }
+}

@@ -1,0 +1,595 @@
+//! A subscription that survives relay restarts: it reconnects with backoff and resumes
+//! from the last cursor, reports gaps and lag on stderr, and never hands out a record twice.
+//!
+//! This is the part other clients should copy: keep the last `cursor` of every response,
+//! and on UNAVAILABLE, RESOURCE_EXHAUSTED (with a cursor) or a lost connection, subscribe
+//! again with `after_cursor` set to it.
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use kinesis_relay_api::{
+    cursor::{Cursor, Position},
+    sequence::SequenceNumber,
+    v1::{
+        self, Earliest, Latest, SubscribeRequest, SubscribeResponse,
+        subscribe_request::StartingPosition, subscribe_response::Event,
+    },
+};
+use prost::Message;
+use tonic::{Status, Streaming};
+use tracing::{debug, info};
+
+use crate::{
+    backoff::Backoff,
+    cli::{OnLag, SelectionArgs, StartFrom},
+    connect::{Client, Connector},
+    error::{Failure, is_retryable},
+    notice,
+    output::timestamp,
+};
+
+/// Trailer in which the relay sends the resume cursor when it ends a subscription early.
+pub const CURSOR_TRAILER: &str = "kinesis-relay-cursor";
+/// First reconnection delay.
+const BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// Largest reconnection delay.
+const BACKOFF_CAP: Duration = Duration::from_secs(10);
+
+/// What one response brought, after reconnections and duplicate removal.
+#[derive(Debug)]
+pub enum Delivery {
+    /// Records of one shard, in order (possibly none left after duplicate removal).
+    Records {
+        /// The shard.
+        shard_id: String,
+        /// The records.
+        records: Vec<v1::Record>,
+        /// The cursor covering them.
+        cursor: String,
+    },
+    /// Anything else (heartbeat, shard event, gap): only the cursor matters to callers.
+    Progress {
+        /// The cursor of the response.
+        cursor: String,
+    },
+}
+
+/// A subscription that reconnects on its own.
+pub struct Resuming {
+    /// How to reach the relay.
+    connector: Connector,
+    /// The request, without its starting position.
+    template: SubscribeRequest,
+    /// Where the first subscription starts (later ones start after `cursor`).
+    initial: StartFrom,
+    /// Where `initial`'s cursor came from, for error messages.
+    origin: Option<String>,
+    /// The last cursor received: where the next subscription resumes.
+    cursor: Option<String>,
+    /// The open subscription.
+    stream: Option<Streaming<SubscribeResponse>>,
+    /// Delay between attempts.
+    backoff: Backoff,
+    /// When the relay became unreachable (None while things work).
+    failing_since: Option<Instant>,
+    /// Why the last attempt failed.
+    last_failure: Option<Failure>,
+    /// Give up after failing for this long.
+    retry_timeout: Duration,
+    /// A subscription silent for this long is dead.
+    idle_timeout: Duration,
+    /// Relay lag worth a warning.
+    lag_warning: Duration,
+    /// Shards currently reported as lagging, so each crossing is reported once.
+    lagging: HashSet<String>,
+    /// The last record handed out per shard, to drop anything at or before it.
+    delivered: Delivered,
+    /// The stream name (resolved from the relay when not given).
+    stream_name: Option<String>,
+}
+
+impl Resuming {
+    /// A subscription of `selection` starting at `start`; `origin` says where a cursor start
+    /// came from ("checkpoint FILE").
+    pub fn new(
+        connector: Connector,
+        selection: &SelectionArgs,
+        start: StartFrom,
+        origin: Option<String>,
+    ) -> Self {
+        let template = SubscribeRequest {
+            stream: selection.stream.clone().unwrap_or_default(),
+            shard_ids: selection.shards.clone(),
+            partition_keys: selection.keys.clone(),
+            partition_key_prefixes: selection.key_prefixes.clone(),
+            on_lag: match selection.on_lag {
+                None => v1::LagPolicy::Unspecified,
+                Some(OnLag::Disconnect) => v1::LagPolicy::Disconnect,
+                Some(OnLag::Skip) => v1::LagPolicy::Skip,
+            }
+            .into(),
+            ..SubscribeRequest::default()
+        };
+        let mut delivered = Delivered::default();
+        if let StartFrom::Cursor(cursor) = &start {
+            delivered.seed(cursor);
+        }
+        Self {
+            connector,
+            stream_name: selection.stream.clone(),
+            template,
+            initial: start,
+            origin,
+            cursor: None,
+            stream: None,
+            backoff: Backoff::new(BACKOFF_BASE, BACKOFF_CAP),
+            failing_since: None,
+            last_failure: None,
+            retry_timeout: selection.retry_timeout,
+            idle_timeout: selection.idle_timeout,
+            lag_warning: selection.lag_warning,
+            lagging: HashSet::new(),
+            delivered,
+        }
+    }
+
+    /// The stream name, once known (after the first delivery at the latest).
+    pub fn stream_name(&self) -> &str {
+        self.stream_name.as_deref().unwrap_or("")
+    }
+
+    /// The next delivery. Reconnects as long as failures are transient and the relay comes
+    /// back within the retry timeout; returns the failure otherwise.
+    pub async fn next(&mut self) -> anyhow::Result<Delivery> {
+        loop {
+            let Some(stream) = self.stream.as_mut() else {
+                self.open().await?;
+                continue;
+            };
+            let message = match tokio::time::timeout(self.idle_timeout, stream.message()).await {
+                Err(_) => {
+                    self.lost(
+                        format!("no message for {:?}", self.idle_timeout),
+                        self.connector
+                            .unreachable("the subscription went silent".into()),
+                    );
+                    continue;
+                }
+                Ok(Ok(Some(message))) => message,
+                Ok(Ok(None)) => {
+                    self.lost(
+                        "the relay ended the subscription".into(),
+                        self.connector.unreachable("subscription ended".into()),
+                    );
+                    continue;
+                }
+                Ok(Err(status)) => {
+                    self.ended_with(status)?;
+                    continue;
+                }
+            };
+            self.failing_since = None;
+            self.last_failure = None;
+            self.backoff.reset();
+            if !message.cursor.is_empty() {
+                self.cursor = Some(message.cursor.clone());
+            }
+            return Ok(self.deliver(message));
+        }
+    }
+
+    /// Turns a response into a delivery, reporting what is not records on stderr.
+    fn deliver(&mut self, message: SubscribeResponse) -> Delivery {
+        let cursor = message.cursor;
+        match message.event {
+            Some(Event::Records(batch)) => {
+                let records = self.delivered.admit(&batch.shard_id, batch.records);
+                Delivery::Records {
+                    shard_id: batch.shard_id,
+                    records,
+                    cursor,
+                }
+            }
+            Some(Event::Heartbeat(heartbeat)) => {
+                self.check_lag(&heartbeat.shards);
+                Delivery::Progress { cursor }
+            }
+            Some(Event::Gap(gap)) => {
+                let reason = match v1::GapReason::try_from(gap.reason) {
+                    Ok(v1::GapReason::SubscriberTooSlow) => {
+                        "this client read too slowly (--on-lag skip)"
+                    }
+                    Ok(v1::GapReason::UpstreamExpired) => {
+                        "they expired from Kinesis before the relay read them"
+                    }
+                    _ => "unknown reason",
+                };
+                for shard in &gap.shards {
+                    notice!(
+                        "gap: {} records of shard {} were missed (after sequence {:?} up to {}): {reason}",
+                        shard.records_missed,
+                        shard.shard_id,
+                        shard.from_sequence_number,
+                        shard.to_sequence_number
+                    );
+                }
+                Delivery::Progress { cursor }
+            }
+            Some(Event::ShardEvent(event)) => {
+                match v1::ShardEventKind::try_from(event.kind) {
+                    Ok(v1::ShardEventKind::Ended) => info!(
+                        shard = event.shard_id,
+                        children = ?event.child_shard_ids,
+                        "shard ended"
+                    ),
+                    _ => {
+                        info!(shard = event.shard_id, parents = ?event.parent_shard_ids, "shard started")
+                    }
+                }
+                Delivery::Progress { cursor }
+            }
+            None => Delivery::Progress { cursor },
+        }
+    }
+
+    /// Warns once when a shard's relay lag crosses `lag_warning`, and once when it recovers.
+    fn check_lag(&mut self, shards: &[v1::ShardLag]) {
+        let limit = self.lag_warning.as_millis() as i64;
+        for shard in shards {
+            let behind = shard.millis_behind_latest > limit;
+            if behind && self.lagging.insert(shard.shard_id.clone()) {
+                notice!(
+                    "lag: the relay is {:.1}s behind the tip of shard {}",
+                    shard.millis_behind_latest as f64 / 1000.0,
+                    shard.shard_id
+                );
+            } else if !behind && self.lagging.remove(&shard.shard_id) {
+                notice!("lag: shard {} caught up", shard.shard_id);
+            }
+        }
+    }
+
+    /// Handles a status that ended the subscription: resume or fail.
+    fn ended_with(&mut self, status: Status) -> anyhow::Result<()> {
+        let failure = self.connector.failure(&status);
+        if !is_retryable(&status) {
+            self.stream = None;
+            return Err(anyhow::Error::new(failure));
+        }
+        if let Some(cursor) = cursor_of(&status) {
+            self.cursor = Some(cursor);
+        }
+        let why = if status.code() == tonic::Code::ResourceExhausted {
+            "this client fell behind and was disconnected".to_owned()
+        } else {
+            format!("{:?}: {}", status.code(), status.message())
+        };
+        self.lost(why, failure);
+        Ok(())
+    }
+
+    /// Drops the subscription; the next call reconnects.
+    fn lost(&mut self, why: String, failure: Failure) {
+        notice!("subscription lost ({why}); resuming from the last cursor");
+        self.stream = None;
+        self.failing_since.get_or_insert_with(Instant::now);
+        self.last_failure = Some(failure);
+    }
+
+    /// Connects and subscribes, retrying transient failures until `retry_timeout`.
+    async fn open(&mut self) -> anyhow::Result<()> {
+        loop {
+            if let Some(since) = self.failing_since {
+                if since.elapsed() >= self.retry_timeout {
+                    let failure = self
+                        .last_failure
+                        .take()
+                        .unwrap_or_else(|| self.connector.unreachable("unavailable".into()));
+                    return Err(anyhow::Error::new(failure).context(format!(
+                        "giving up after {:.1}s of failures (--retry-timeout)",
+                        since.elapsed().as_secs_f64()
+                    )));
+                }
+                let delay = self.backoff.next_delay();
+                debug!(?delay, "waiting before reconnecting");
+                tokio::time::sleep(delay).await;
+            }
+            match self.attempt().await {
+                Ok(stream) => {
+                    self.stream = Some(stream);
+                    return Ok(());
+                }
+                Err(Attempt::Transient(failure)) => {
+                    debug!(cause = %failure, "attempt failed");
+                    self.failing_since.get_or_insert_with(Instant::now);
+                    self.last_failure = Some(failure);
+                }
+                Err(Attempt::Fatal(failure)) => {
+                    let err = anyhow::Error::new(failure);
+                    return Err(match (&self.cursor, &self.origin) {
+                        (None, Some(origin)) => {
+                            err.context(format!("subscribing with the cursor from {origin}"))
+                        }
+                        _ => err,
+                    });
+                }
+            }
+        }
+    }
+
+    /// One connection and Subscribe call.
+    async fn attempt(&mut self) -> Result<Streaming<SubscribeResponse>, Attempt> {
+        let mut client = self.connector.connect().await.map_err(Attempt::Transient)?;
+        if self.stream_name.is_none() {
+            self.stream_name = Some(self.resolve_stream(&mut client).await?);
+        }
+        let mut request = self.template.clone();
+        request.starting_position = Some(match (&self.cursor, &self.initial) {
+            (Some(cursor), _) | (None, StartFrom::Cursor(cursor)) => {
+                StartingPosition::AfterCursor(cursor.clone())
+            }
+            (None, StartFrom::Latest) => StartingPosition::Latest(Latest {}),
+            (None, StartFrom::Earliest) => StartingPosition::Earliest(Earliest {}),
+            (None, StartFrom::Timestamp(at)) => StartingPosition::AtTimestamp(timestamp(*at)),
+        });
+        match tokio::time::timeout(self.connector.timeout(), client.subscribe(request)).await {
+            Err(_) => Err(Attempt::Transient(self.connector.unreachable(format!(
+                "Subscribe not answered within {:?}",
+                self.connector.timeout()
+            )))),
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) if is_retryable(&status) => {
+                Err(Attempt::Transient(self.connector.failure(&status)))
+            }
+            Ok(Err(status)) => Err(Attempt::Fatal(self.connector.failure(&status))),
+        }
+    }
+
+    /// The name of the only stream the relay serves (several: the relay's own error asks
+    /// for --stream when subscribing).
+    async fn resolve_stream(&self, client: &mut Client) -> Result<String, Attempt> {
+        let listing = tokio::time::timeout(
+            self.connector.timeout(),
+            client.list_streams(v1::ListStreamsRequest {}),
+        )
+        .await
+        .map_err(|_| {
+            Attempt::Transient(
+                self.connector
+                    .unreachable("ListStreams not answered in time".into()),
+            )
+        })?;
+        match listing {
+            Ok(response) => {
+                let streams = response.into_inner().streams;
+                match streams.as_slice() {
+                    [only] => Ok(only.name.clone()),
+                    [] => Err(Attempt::Fatal(Failure::NotFound {
+                        message: "the relay serves no stream".into(),
+                    })),
+                    many => Err(Attempt::Fatal(Failure::Usage(format!(
+                        "--stream is required: the relay serves {}",
+                        many.iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )))),
+                }
+            }
+            Err(status) if is_retryable(&status) => {
+                Err(Attempt::Transient(self.connector.failure(&status)))
+            }
+            Err(status) => Err(Attempt::Fatal(self.connector.failure(&status))),
+        }
+    }
+}
+
+/// How an attempt failed.
+enum Attempt {
+    /// Worth retrying.
+    Transient(Failure),
+    /// Not worth retrying.
+    Fatal(Failure),
+}
+
+/// Per shard, the last record handed out. The relay never repeats a record after a
+/// cursor; this guards the output anyway (a relay that restarted and is still re-reading
+/// its upstream could), at the cost of one entry per shard.
+#[derive(Debug, Default)]
+pub struct Delivered {
+    /// Last (sequence, sub-sequence) per shard.
+    last: HashMap<String, (SequenceNumber, Option<u64>)>,
+    /// Records dropped as repeats, reported on stderr.
+    repeats: u64,
+}
+
+impl Delivered {
+    /// Starts from the positions of a cursor (best effort: cursors are opaque to clients,
+    /// so an undecodable one just seeds nothing).
+    pub fn seed(&mut self, cursor: &str) {
+        if let Ok(cursor) = Cursor::decode(cursor) {
+            for (shard, position) in cursor.shards {
+                if let Position::After {
+                    sequence,
+                    sub_sequence,
+                } = position
+                {
+                    self.last.insert(shard, (sequence, sub_sequence));
+                }
+            }
+        }
+    }
+
+    /// The records of `shard` that come after everything handed out before.
+    pub fn admit(&mut self, shard: &str, records: Vec<v1::Record>) -> Vec<v1::Record> {
+        let before = records.len();
+        let mut kept = Vec::with_capacity(before);
+        for record in records {
+            let Ok(sequence) = record.sequence_number.parse::<SequenceNumber>() else {
+                kept.push(record);
+                continue;
+            };
+            let key = (sequence, record.sub_sequence_number);
+            if self.last.get(shard).is_some_and(|last| key <= *last) {
+                continue;
+            }
+            self.last.insert(shard.to_owned(), key);
+            kept.push(record);
+        }
+        let dropped = (before - kept.len()) as u64;
+        if dropped > 0 {
+            self.repeats += dropped;
+            notice!(
+                "the relay re-sent {dropped} records of shard {shard} already delivered; they were skipped"
+            );
+        }
+        kept
+    }
+}
+
+/// The cursor to store when only the records of `batch_cursor`'s batch up to and including
+/// `last` were used (a `--count` that ends inside a batch): `batch_cursor` with the shard's
+/// position set back to `last`.
+pub fn cursor_after(batch_cursor: &str, shard: &str, last: &v1::Record) -> anyhow::Result<String> {
+    let mut cursor = Cursor::decode(batch_cursor).context("decoding the relay's cursor")?;
+    let sequence = last
+        .sequence_number
+        .parse()
+        .context("the relay sent an invalid sequence number")?;
+    cursor.shards.insert(
+        shard.to_owned(),
+        Position::After {
+            sequence,
+            sub_sequence: last.sub_sequence_number,
+        },
+    );
+    Ok(cursor.encode())
+}
+
+/// `google.rpc.Status`, the payload of `grpc-status-details-bin`.
+#[derive(Clone, PartialEq, Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<prost_types::Any>,
+}
+
+/// The resume cursor a status carries: the `kinesis-relay-cursor` trailer, else a
+/// `ResumeInfo` in the status details.
+pub fn cursor_of(status: &Status) -> Option<String> {
+    if let Some(cursor) = status
+        .metadata()
+        .get(CURSOR_TRAILER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|text| !text.is_empty())
+    {
+        return Some(cursor.to_owned());
+    }
+    RpcStatus::decode(status.details())
+        .ok()?
+        .details
+        .iter()
+        .find(|any| any.type_url.ends_with("kinesis_relay.v1.ResumeInfo"))
+        .and_then(|any| v1::ResumeInfo::decode(any.value.as_slice()).ok())
+        .map(|info| info.cursor)
+        .filter(|cursor| !cursor.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(sequence: &str, sub: Option<u64>) -> v1::Record {
+        v1::Record {
+            sequence_number: sequence.into(),
+            sub_sequence_number: sub,
+            ..v1::Record::default()
+        }
+    }
+
+    #[test]
+    fn repeats_are_dropped_per_shard() {
+        let mut delivered = Delivered::default();
+        let first = delivered.admit("a", vec![record("10", None), record("20", None)]);
+        assert_eq!(first.len(), 2);
+        let again = delivered.admit("a", vec![record("20", None), record("30", None)]);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].sequence_number, "30");
+        // Another shard has its own sequence.
+        assert_eq!(delivered.admit("b", vec![record("5", None)]).len(), 1);
+        // Sub-sequence numbers order user records of one aggregate.
+        assert_eq!(
+            delivered
+                .admit("b", vec![record("6", Some(0)), record("6", Some(1))])
+                .len(),
+            2
+        );
+        assert_eq!(delivered.admit("b", vec![record("6", Some(1))]).len(), 0);
+        assert_eq!(delivered.repeats, 2);
+    }
+
+    #[test]
+    fn partial_batch_cursor_points_at_the_last_record_used() {
+        let mut cursor = Cursor::new("s");
+        cursor.shards.insert(
+            "a".into(),
+            Position::After {
+                sequence: "30".parse().unwrap(),
+                sub_sequence: None,
+            },
+        );
+        cursor.shards.insert("b".into(), Position::Start);
+        let text = cursor_after(&cursor.encode(), "a", &record("20", None)).unwrap();
+        let decoded = Cursor::decode(&text).unwrap();
+        assert_eq!(
+            decoded.shards["a"],
+            Position::After {
+                sequence: "20".parse().unwrap(),
+                sub_sequence: None
+            }
+        );
+        assert_eq!(decoded.shards["b"], Position::Start);
+        let mut seeded = Delivered::default();
+        seeded.seed(&text);
+        assert_eq!(
+            seeded
+                .admit("a", vec![record("20", None), record("21", None)])
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn cursor_comes_from_trailer_or_details() {
+        let mut status = Status::unavailable("bye");
+        status
+            .metadata_mut()
+            .insert(CURSOR_TRAILER, "abc".parse().unwrap());
+        assert_eq!(cursor_of(&status).as_deref(), Some("abc"));
+        let details = RpcStatus {
+            code: 14,
+            message: "bye".into(),
+            details: vec![prost_types::Any {
+                type_url: "type.googleapis.com/kinesis_relay.v1.ResumeInfo".into(),
+                value: v1::ResumeInfo {
+                    cursor: "def".into(),
+                }
+                .encode_to_vec(),
+            }],
+        };
+        let status = Status::with_details(
+            tonic::Code::Unavailable,
+            "bye",
+            details.encode_to_vec().into(),
+        );
+        assert_eq!(cursor_of(&status).as_deref(), Some("def"));
+        assert_eq!(cursor_of(&Status::unavailable("bye")), None);
+    }
+}
