@@ -163,13 +163,13 @@ impl Subscription {
     pub fn open(hub: &StreamHub, spec: SubscriptionSpec) -> Result<Self, OpenError> {
         let state = hub.read();
         let stream = hub.name().to_owned();
-        if let Start::AfterCursor(cursor) = &spec.start {
-            if cursor.stream != stream {
-                return Err(OpenError::WrongStream {
-                    stream,
-                    cursor_stream: cursor.stream.clone(),
-                });
-            }
+        if let Start::AfterCursor(cursor) = &spec.start
+            && cursor.stream != stream
+        {
+            return Err(OpenError::WrongStream {
+                stream,
+                cursor_stream: cursor.stream.clone(),
+            });
         }
         let wanted: Vec<String> = match &spec.shard_ids {
             Some(ids) => {
@@ -291,7 +291,9 @@ impl Subscription {
                 continue;
             }
             if self.shards[&id].announce {
-                self.shards.get_mut(&id).map(|p| p.announce = false);
+                if let Some(position) = self.shards.get_mut(&id) {
+                    position.announce = false;
+                }
                 out.push(
                     self.event(v1::subscribe_response::Event::ShardEvent(v1::ShardEvent {
                         shard_id: id.clone(),
@@ -322,7 +324,9 @@ impl Subscription {
             }
             let position = &self.shards[&id];
             if slot.finished() && position.next >= slot.ring.end() {
-                self.shards.get_mut(&id).map(|p| p.ended = true);
+                if let Some(position) = self.shards.get_mut(&id) {
+                    position.ended = true;
+                }
                 out.push(
                     self.event(v1::subscribe_response::Event::ShardEvent(v1::ShardEvent {
                         shard_id: id.clone(),

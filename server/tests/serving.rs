@@ -271,8 +271,7 @@ async fn a_stalled_subscriber_gets_its_policy_while_the_others_keep_up() {
     let refused = grpc
         .subscribe(request("stall", StartingPosition::AfterCursor(cursor)))
         .await
-        .err()
-        .expect("resuming behind the ring is refused");
+        .expect_err("resuming behind the ring is refused");
     assert_eq!(refused.code(), Code::OutOfRange);
     assert!(
         refused.message().contains("oldest"),
@@ -380,7 +379,7 @@ async fn invalid_requests_get_the_right_status_and_say_what_to_fix() {
     let shared = grpc.clone();
     let refused = |request: SubscribeRequest| {
         let mut grpc = shared.clone();
-        async move { grpc.subscribe(request).await.err().expect("refused") }
+        async move { grpc.subscribe(request).await.expect_err("refused") }
     };
 
     let status = refused(request("nope", earliest())).await;

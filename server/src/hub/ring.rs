@@ -134,10 +134,10 @@ impl ShardRing {
     /// The position just before absolute index `index` (what a cursor records once the
     /// entries before `index` were read).
     pub fn position_before(&self, index: u64) -> Position {
-        if index > self.base {
-            if let Some(entry) = self.get(index - 1) {
-                return entry.position();
-            }
+        if index > self.base
+            && let Some(entry) = self.get(index - 1)
+        {
+            return entry.position();
         }
         match &self.floor {
             Floor::Origin => Position::Start,
@@ -150,10 +150,9 @@ impl ShardRing {
         if let Floor::After {
             position: floor, ..
         } = &self.floor
+            && position < floor
         {
-            if position < floor {
-                return Seek::TooOld;
-            }
+            return Seek::TooOld;
         }
         let offset = self
             .entries
@@ -167,10 +166,9 @@ impl ShardRing {
             arrival: Some(arrival),
             ..
         } = &self.floor
+            && *arrival >= at
         {
-            if *arrival >= at {
-                return Seek::TooOld;
-            }
+            return Seek::TooOld;
         }
         let offset = self.entries.partition_point(|entry| entry.arrival < at);
         Seek::At(self.base + offset as u64)
