@@ -72,10 +72,8 @@ pub async fn run(
             Err(err) => break Err(err),
             Ok(Delivery::Progress { cursor }) => {
                 written = Some(cursor);
-                if let (Some(checkpoint), Some(cursor)) = (checkpoint.as_mut(), &written) {
-                    if let Err(err) = checkpoint.maybe_store(cursor) {
-                        break Err(err.into());
-                    }
+                if let Err(err) = save(&mut checkpoint, &written, false) {
+                    break Err(err.into());
                 }
                 continue;
             }
@@ -126,20 +124,30 @@ pub async fn run(
             Some(last) if used.len() < records.len() => cursor_after(&cursor, &shard_id, last)?,
             _ => cursor,
         });
-        if let (Some(checkpoint), Some(cursor)) = (checkpoint.as_mut(), &written) {
-            if let Err(err) = checkpoint.maybe_store(cursor) {
-                break Err(err.into());
-            }
+        if let Err(err) = save(&mut checkpoint, &written, false) {
+            break Err(err.into());
         }
     };
     // Whatever ended the run, what was written is covered by the checkpoint.
-    if let (Some(checkpoint), Some(cursor)) = (checkpoint.as_mut(), &written) {
-        if let Err(err) = checkpoint.store(cursor) {
-            match &outcome {
-                Ok(_) => return Err(err.into()),
-                Err(_) => notice!("{err}"),
-            }
+    if let Err(err) = save(&mut checkpoint, &written, true) {
+        match &outcome {
+            Ok(_) => return Err(err.into()),
+            Err(_) => notice!("{err}"),
         }
     }
     outcome
+}
+
+/// Stores `cursor` in the checkpoint, if there is one: now when `force`, else when the
+/// interval has passed.
+fn save(
+    checkpoint: &mut Option<Checkpoint>,
+    cursor: &Option<String>,
+    force: bool,
+) -> Result<(), Failure> {
+    match (checkpoint.as_mut(), cursor) {
+        (Some(checkpoint), Some(cursor)) if force => checkpoint.store(cursor),
+        (Some(checkpoint), Some(cursor)) => checkpoint.maybe_store(cursor),
+        _ => Ok(()),
+    }
 }
