@@ -108,22 +108,46 @@ pub async fn client(args: &Args) -> Result<(aws_sdk_kinesis::Client, String), Pr
     Ok((aws_sdk_kinesis::Client::from_conf(config), region))
 }
 
-/// Runs the producer with parsed arguments.
+/// What a run produced.
+#[derive(Debug)]
+pub struct Report {
+    /// How the process should exit.
+    pub exit_code: ExitCode,
+    /// The final figures (None when the run stopped before sending anything).
+    pub summary: Option<summary::Summary>,
+}
+
+/// Runs the producer with parsed arguments, with a client built from them.
 pub async fn produce(args: Args) -> anyhow::Result<ExitCode> {
+    let (client, region) = match client(&args).await {
+        Ok(pair) => pair,
+        Err(err) => return Ok(fatal(&err)),
+    };
+    Ok(produce_with(args, client, region).await?.exit_code)
+}
+
+/// Runs the producer with a ready client (tests and benchmarks bring their own).
+pub async fn produce_with(
+    args: Args,
+    client: aws_sdk_kinesis::Client,
+    region: String,
+) -> anyhow::Result<Report> {
     let start = Instant::now();
+    let stop_early = |exit_code| {
+        Ok(Report {
+            exit_code,
+            summary: None,
+        })
+    };
     let template = match &args.partition_key {
         Some(text) => match KeyTemplate::parse(text) {
             Ok(template) => template,
             Err(err) => {
                 eprintln!("kinesis-producer: error: --partition-key: {err}");
-                return Ok(ExitCode::Usage);
+                return stop_early(ExitCode::Usage);
             }
         },
         None => KeyTemplate::random(),
-    };
-    let (client, region) = match client(&args).await {
-        Ok(pair) => pair,
-        Err(err) => return Ok(fatal(&err)),
     };
     let map = match list_shards_with_retry(&client, &args.stream, &region).await {
         Ok(map) => map,
@@ -131,7 +155,7 @@ pub async fn produce(args: Args) -> anyhow::Result<ExitCode> {
             tracing::warn!(%message, "ListShards denied: sending without per-shard rate limits");
             ShardMap::default()
         }
-        Err(err) => return Ok(fatal(&err)),
+        Err(err) => return stop_early(fatal(&err)),
     };
     let failed = FailedOutput::open(args.failed_output.as_deref())?;
     let stats = Arc::new(Stats::default());
@@ -202,14 +226,12 @@ pub async fn produce(args: Args) -> anyhow::Result<ExitCode> {
     if args.summary_json {
         println!("{}", serde_json::to_string(&summary)?);
     }
-    if let Some(err) = &finished.fatal {
-        return Ok(fatal(err));
-    }
-    if let Err(err) = read_result {
+    let exit_code = if let Some(err) = &finished.fatal {
+        fatal(err)
+    } else if let Err(err) = read_result {
         eprintln!("kinesis-producer: error: {err:#}");
-        return Ok(ExitCode::Failure);
-    }
-    Ok(if summary.records_failed > 0 {
+        ExitCode::Failure
+    } else if summary.records_failed > 0 {
         if args.failed_output.is_none() {
             eprintln!(
                 "kinesis-producer: {} records failed; pass --failed-output FILE to keep them",
@@ -223,6 +245,10 @@ pub async fn produce(args: Args) -> anyhow::Result<ExitCode> {
         ExitCode::RecordsRejected
     } else {
         ExitCode::Success
+    };
+    Ok(Report {
+        exit_code,
+        summary: Some(summary),
     })
 }
 
