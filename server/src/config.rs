@@ -5,8 +5,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Parser, ValueEnum};
 
 use crate::{
+    SecuritySettings,
     hub::RingLimits,
     ingest::{IngestSettings, InitialPosition, default_consumer_name},
+    security::{limits::SubscriberLimits, tls::TlsFiles},
     service::{ServeSettings, TransportSettings},
     subscription::LagPolicy,
     units::{parse_duration, parse_size},
@@ -111,6 +113,69 @@ pub struct Cli {
     /// Log format.
     #[arg(long, env = "KINESIS_RELAY_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+
+    /// PEM certificate chain: serve gRPC over TLS (with --tls-key). Reloaded on change or
+    /// SIGHUP.
+    #[arg(long, env = "KINESIS_RELAY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "KINESIS_RELAY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA bundle: only clients with a certificate it signed may connect (mutual TLS).
+    #[arg(long, env = "KINESIS_RELAY_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Tokens file (TOML, or YAML by its .yaml/.yml extension): who may read which streams.
+    /// Without it every client reads every stream. Reloaded on change or SIGHUP.
+    #[arg(long, env = "KINESIS_RELAY_AUTH_TOKENS")]
+    pub auth_tokens: Option<PathBuf>,
+
+    /// Live subscriptions in total; beyond, Subscribe gets RESOURCE_EXHAUSTED.
+    #[arg(long, env = "KINESIS_RELAY_MAX_SUBSCRIBERS", default_value_t = 10_000)]
+    pub max_subscribers: usize,
+
+    /// Live subscriptions per token (or per certificate subject, or anonymous).
+    #[arg(
+        long,
+        env = "KINESIS_RELAY_MAX_SUBSCRIBERS_PER_TOKEN",
+        default_value_t = 2_000
+    )]
+    pub max_subscribers_per_token: usize,
+
+    /// Subscribe calls per token per second (bursts of twice as many).
+    #[arg(long, env = "KINESIS_RELAY_SUBSCRIBE_RATE", default_value_t = 50.0)]
+    pub subscribe_rate: f64,
+
+    /// Concurrent calls per HTTP/2 connection.
+    #[arg(
+        long,
+        env = "KINESIS_RELAY_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = 100
+    )]
+    pub max_streams_per_connection: u32,
+
+    /// Largest request message accepted (B, KiB, MiB).
+    #[arg(long, env = "KINESIS_RELAY_MAX_REQUEST_BYTES", default_value = "1MiB", value_parser = parse_size)]
+    pub max_request_bytes: usize,
+
+    /// HTTP/2 streams a client may reset before they are accepted (rapid-reset protection).
+    #[arg(
+        long,
+        env = "KINESIS_RELAY_HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS",
+        default_value_t = 20
+    )]
+    pub http2_max_pending_accept_reset_streams: usize,
+
+    /// HTTP/2 streams the relay may reset for a client's protocol errors before it closes
+    /// the connection (flood protection; tonic leaves it unset).
+    #[arg(
+        long,
+        env = "KINESIS_RELAY_HTTP2_MAX_LOCAL_ERROR_RESET_STREAMS",
+        default_value_t = 1024
+    )]
+    pub http2_max_local_error_reset_streams: usize,
 }
 
 /// Lag policy flag values.
@@ -190,6 +255,30 @@ impl Cli {
         TransportSettings {
             keepalive_interval: self.keepalive_interval,
             keepalive_timeout: self.keepalive_timeout,
+            max_concurrent_streams: self.max_streams_per_connection,
+            max_request_bytes: self.max_request_bytes,
+            max_pending_accept_reset_streams: self.http2_max_pending_accept_reset_streams,
+            max_local_error_reset_streams: self.http2_max_local_error_reset_streams,
+        }
+    }
+
+    /// TLS, tokens and limits.
+    pub fn security(&self) -> SecuritySettings {
+        SecuritySettings {
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: self.tls_client_ca.clone(),
+                }),
+                _ => None,
+            },
+            auth_tokens: self.auth_tokens.clone(),
+            limits: SubscriberLimits {
+                max_subscribers: self.max_subscribers,
+                max_per_principal: self.max_subscribers_per_token,
+                subscribe_rate: self.subscribe_rate,
+            },
         }
     }
 
@@ -215,6 +304,17 @@ impl Cli {
         if self.demo_producer.is_some() && !self.embedded {
             anyhow::bail!(
                 "--demo-producer writes to the embedded emulator; add --embedded (use kinesis-producer for a real stream)"
+            );
+        }
+        if !(self.subscribe_rate > 0.0 && self.subscribe_rate.is_finite()) {
+            anyhow::bail!("--subscribe-rate must be a positive number of calls per second");
+        }
+        if self.max_subscribers == 0
+            || self.max_subscribers_per_token == 0
+            || self.max_streams_per_connection == 0
+        {
+            anyhow::bail!(
+                "--max-subscribers, --max-subscribers-per-token and --max-streams-per-connection must be at least 1"
             );
         }
         if self.consumer_name.is_empty() || self.consumer_name.len() > 128 {

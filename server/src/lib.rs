@@ -16,6 +16,7 @@ pub mod config;
 pub mod embedded;
 pub mod hub;
 pub mod ingest;
+pub mod security;
 pub mod service;
 pub mod subscription;
 pub mod units;
@@ -25,13 +26,30 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context;
 use aws_sdk_kinesis::Client;
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::{
     hub::{RingLimits, StreamHub},
     ingest::IngestSettings,
-    service::{RelayService, ServeSettings, TransportSettings},
+    security::{
+        auth::Authorizer,
+        limits::{Admission, SubscriberLimits},
+        tls::{ReloadingTls, TlsFiles},
+        watch::spawn_reloader,
+    },
+    service::{Access, Listener, RelayService, ServeSettings, TransportSettings},
 };
+
+/// Transport security, authentication and subscriber limits.
+#[derive(Debug, Clone, Default)]
+pub struct SecuritySettings {
+    /// TLS material; `None` serves plaintext.
+    pub tls: Option<TlsFiles>,
+    /// Tokens file; `None` lets every client read every stream.
+    pub auth_tokens: Option<std::path::PathBuf>,
+    /// Subscriber limits.
+    pub limits: SubscriberLimits,
+}
 
 /// Everything a relay needs to start.
 #[derive(Debug, Clone)]
@@ -48,6 +66,8 @@ pub struct RelayConfig {
     pub serve: ServeSettings,
     /// HTTP/2 transport.
     pub transport: TransportSettings,
+    /// TLS, tokens, limits.
+    pub security: SecuritySettings,
 }
 
 /// A started relay.
@@ -70,6 +90,44 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
         .with_context(|| format!("listening on {}", config.listen))?;
     let local_addr = listener.local_addr()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let security = &config.security;
+    let listener = match &security.tls {
+        Some(files) => {
+            let tls = ReloadingTls::load(files.clone())?;
+            let reloading = tls.clone();
+            spawn_reloader(
+                "TLS certificates",
+                files.paths(),
+                move || reloading.reload(),
+                shutdown_rx.clone(),
+            );
+            Listener::Tls(listener, tls)
+        }
+        None => {
+            if !local_addr.ip().is_loopback() {
+                warn!(%local_addr, "serving plaintext gRPC on a non-loopback address: anyone who can reach it reads the streams; set --tls-cert and --tls-key (and --auth-tokens)");
+            }
+            Listener::Plain(listener)
+        }
+    };
+    let auth = match &security.auth_tokens {
+        Some(path) => {
+            let auth = Authorizer::load(path)?;
+            let reloading = auth.clone();
+            spawn_reloader(
+                "auth tokens",
+                vec![path.clone()],
+                move || reloading.reload(),
+                shutdown_rx.clone(),
+            );
+            Some(auth)
+        }
+        None => None,
+    };
+    let access = Access {
+        auth,
+        admission: Admission::new(security.limits),
+    };
     let hubs: Vec<_> = config
         .streams
         .iter()
@@ -86,15 +144,12 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
             shutdown_rx.clone(),
         ));
     }
-    let service = RelayService::new(hubs.clone(), config.serve, shutdown_rx.clone());
-    let mut server_shutdown = shutdown_rx.clone();
+    let service = RelayService::new(hubs.clone(), config.serve, access, shutdown_rx.clone());
     tasks.spawn(service::serve(
         listener,
         service,
         config.transport,
-        async move {
-            let _ = server_shutdown.wait_for(|stop| *stop).await;
-        },
+        shutdown_rx.clone(),
     ));
     info!(%local_addr, streams = ?config.streams, "relay listening");
     Ok(RunningRelay {

@@ -52,6 +52,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         rings: cli.rings(),
         serve: cli.serve(),
         transport: cli.transport(),
+        security: cli.security(),
     };
     let relay = kinesis_relay::start(config, client).await?;
     let result = relay.run_until(shutdown_signal()).await;

@@ -12,8 +12,11 @@ use tonic::{
 use super::encode::EncodedResponse;
 
 /// The Subscribe codec.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SubscribeCodec;
+#[derive(Debug, Clone, Copy)]
+pub struct SubscribeCodec {
+    /// Largest request accepted.
+    pub max_request_bytes: usize,
+}
 
 impl Codec for SubscribeCodec {
     type Encode = EncodedResponse;
@@ -26,7 +29,9 @@ impl Codec for SubscribeCodec {
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        RequestDecoder
+        RequestDecoder {
+            max_request_bytes: self.max_request_bytes,
+        }
     }
 }
 
@@ -47,15 +52,25 @@ impl Encoder for SegmentEncoder {
     }
 }
 
-/// Decodes a `SubscribeRequest`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequestDecoder;
+/// Decodes a `SubscribeRequest`, refusing oversized ones.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestDecoder {
+    /// Largest request accepted.
+    max_request_bytes: usize,
+}
 
 impl Decoder for RequestDecoder {
     type Item = v1::SubscribeRequest;
     type Error = Status;
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
+        if src.remaining() > self.max_request_bytes {
+            return Err(Status::resource_exhausted(format!(
+                "the request is {} bytes; this relay accepts at most {} (--max-request-bytes)",
+                src.remaining(),
+                self.max_request_bytes
+            )));
+        }
         let request =
             v1::SubscribeRequest::decode(src.copy_to_bytes(src.remaining())).map_err(|err| {
                 Status::invalid_argument(format!(

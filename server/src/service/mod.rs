@@ -21,8 +21,10 @@ use std::{
     time::Duration,
 };
 
+use std::sync::Arc;
+
 use kinesis_relay_api::v1::{self, relay_server::RelayServer};
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{
     body::Body,
@@ -30,8 +32,9 @@ use tonic::{
     transport::Server,
 };
 
-pub use self::relay::{RelayService, ServeSettings};
+pub use self::relay::{Access, RelayService, ServeSettings};
 use self::{codec::SubscribeCodec, encode::EncodedResponse, relay::EncodedStream};
+use crate::security::tls::{self, ReloadingTls};
 
 const SUBSCRIBE_PATH: &str = "/kinesis_relay.v1.Relay/Subscribe";
 
@@ -43,14 +46,18 @@ pub struct RelayGrpc {
     service: RelayService,
     /// Handles everything else.
     generated: RelayServer<RelayService>,
+    /// Largest request accepted.
+    max_request_bytes: usize,
 }
 
 impl RelayGrpc {
     /// Wraps a service.
-    pub fn new(service: RelayService) -> Self {
+    pub fn new(service: RelayService, max_request_bytes: usize) -> Self {
         Self {
-            generated: RelayServer::new(service.clone()),
+            generated: RelayServer::new(service.clone())
+                .max_decoding_message_size(max_request_bytes),
             service,
+            max_request_bytes,
         }
     }
 }
@@ -68,10 +75,7 @@ impl ServerStreamingService<v1::SubscribeRequest> for SubscribeMethod {
         Pin<Box<dyn Future<Output = Result<tonic::Response<EncodedStream>, tonic::Status>> + Send>>;
 
     fn call(&mut self, request: tonic::Request<v1::SubscribeRequest>) -> Self::Future {
-        let result = self
-            .0
-            .subscribe_encoded(request.into_inner())
-            .map(tonic::Response::new);
+        let result = self.0.subscribe_encoded(request).map(tonic::Response::new);
         Box::pin(async move { result })
     }
 }
@@ -88,8 +92,16 @@ impl tonic::codegen::Service<http::Request<Body>> for RelayGrpc {
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         if request.uri().path() == SUBSCRIBE_PATH {
             let method = SubscribeMethod(self.service.clone());
+            let codec = SubscribeCodec {
+                max_request_bytes: self.max_request_bytes,
+            };
             Box::pin(async move {
-                let mut grpc = tonic::server::Grpc::new(SubscribeCodec);
+                // tonic's own limit is set above ours so that the codec's RESOURCE_EXHAUSTED,
+                // which names the flag, is what a client sees.
+                let mut grpc = tonic::server::Grpc::new(codec).apply_max_message_size_config(
+                    Some(codec.max_request_bytes.saturating_mul(4)),
+                    None,
+                );
                 Ok(grpc.server_streaming(method, request).await)
             })
         } else {
@@ -105,6 +117,15 @@ pub struct TransportSettings {
     pub keepalive_interval: Duration,
     /// How long a ping may go unanswered before the connection is closed.
     pub keepalive_timeout: Duration,
+    /// Concurrent streams (calls) per HTTP/2 connection.
+    pub max_concurrent_streams: u32,
+    /// Largest request message accepted.
+    pub max_request_bytes: usize,
+    /// Streams a client may reset before they are accepted (h2's rapid-reset protection).
+    pub max_pending_accept_reset_streams: usize,
+    /// Streams the server may reset for protocol errors before it closes the connection
+    /// (h2's flood protection; tonic leaves it unset).
+    pub max_local_error_reset_streams: usize,
 }
 
 impl Default for TransportSettings {
@@ -112,16 +133,29 @@ impl Default for TransportSettings {
         Self {
             keepalive_interval: Duration::from_secs(20),
             keepalive_timeout: Duration::from_secs(20),
+            max_concurrent_streams: 100,
+            max_request_bytes: 1 << 20,
+            max_pending_accept_reset_streams: 20,
+            max_local_error_reset_streams: 1024,
         }
     }
 }
 
-/// Serves `service`, health and reflection on `listener` until `shutdown` resolves.
+/// The socket the server accepts on.
+#[derive(Debug)]
+pub enum Listener {
+    /// Plaintext HTTP/2.
+    Plain(TcpListener),
+    /// TLS, with the configuration reloaded on change.
+    Tls(TcpListener, Arc<ReloadingTls>),
+}
+
+/// Serves `service`, health and reflection on `listener` until `shutdown` becomes true.
 pub async fn serve(
-    listener: TcpListener,
+    listener: Listener,
     service: RelayService,
     transport: TransportSettings,
-    shutdown: impl Future<Output = ()> + Send,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RelayServer<RelayService>>().await;
@@ -133,14 +167,30 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let reflection_v1alpha = reflection.build_v1alpha()?;
-    Server::builder()
+    let router = Server::builder()
         .http2_keepalive_interval(Some(transport.keepalive_interval))
         .http2_keepalive_timeout(Some(transport.keepalive_timeout))
+        .max_concurrent_streams(transport.max_concurrent_streams)
+        .http2_max_pending_accept_reset_streams(Some(transport.max_pending_accept_reset_streams))
+        .http2_max_local_error_reset_streams(Some(transport.max_local_error_reset_streams))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(RelayGrpc::new(service))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await?;
+        .add_service(RelayGrpc::new(service, transport.max_request_bytes));
+    let mut stop = shutdown.clone();
+    let stopped = async move { crate::stopped(&mut stop).await };
+    match listener {
+        Listener::Plain(listener) => {
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped)
+                .await?
+        }
+        Listener::Tls(listener, tls) => {
+            let incoming = tls::incoming(listener, tls, shutdown.clone());
+            router
+                .serve_with_incoming_shutdown(incoming, stopped)
+                .await?
+        }
+    }
     Ok(())
 }

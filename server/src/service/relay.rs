@@ -15,6 +15,10 @@ use tracing::debug;
 use super::{encode::EncodedResponse, status::with_cursor, validate};
 use crate::{
     hub::StreamHub,
+    security::{
+        auth::{Authorizer, Principal},
+        limits::{Admission, SubscriberLimits, Ticket},
+    },
     subscription::{LagPolicy, OpenError, Subscription, oldest_cursor, timestamp},
 };
 
@@ -39,6 +43,24 @@ impl Default for ServeSettings {
     }
 }
 
+/// Who may do what.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// Tokens and permissions; `None` lets everyone read every stream.
+    pub auth: Option<Arc<Authorizer>>,
+    /// Subscriber counts and rates.
+    pub admission: Arc<Admission>,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Self {
+            auth: None,
+            admission: Admission::new(SubscriberLimits::default()),
+        }
+    }
+}
+
 /// The service state: the hubs of the streams served.
 #[derive(Debug, Clone)]
 pub struct RelayService {
@@ -46,6 +68,8 @@ pub struct RelayService {
     hubs: Arc<BTreeMap<String, Arc<StreamHub>>>,
     /// Settings.
     settings: ServeSettings,
+    /// Authentication and limits.
+    access: Access,
     /// Becomes true when the relay shuts down; subscriptions then end with UNAVAILABLE.
     shutdown: watch::Receiver<bool>,
 }
@@ -58,6 +82,7 @@ impl RelayService {
     pub fn new(
         hubs: impl IntoIterator<Item = Arc<StreamHub>>,
         settings: ServeSettings,
+        access: Access,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
@@ -67,16 +92,37 @@ impl RelayService {
                     .collect(),
             ),
             settings,
+            access,
             shutdown,
         }
     }
 
-    /// Resolves the stream a request names (or the only one served).
-    fn hub(&self, stream: &str) -> Result<Arc<StreamHub>, Status> {
-        let served = || self.hubs.keys().cloned().collect::<Vec<_>>().join(", ");
+    /// Who sent `request`.
+    fn principal<T>(&self, request: &Request<T>) -> Result<Arc<Principal>, Status> {
+        match &self.access.auth {
+            None => Ok(Arc::new(Principal::anonymous())),
+            Some(auth) => {
+                let certs = request.peer_certs();
+                auth.authenticate(request.metadata(), certs.as_deref().map(|v| v.as_slice()))
+            }
+        }
+    }
+
+    /// Resolves the stream a request names (or the only one served) and checks that
+    /// `principal` may read it. Messages name only streams the principal may read.
+    fn hub(&self, stream: &str, principal: &Principal) -> Result<Arc<StreamHub>, Status> {
+        let served = || {
+            self.hubs
+                .keys()
+                .filter(|name| principal.may_read(name))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         if stream.is_empty() {
             if self.hubs.len() == 1 {
-                return Ok(self.hubs.values().next().cloned().expect("one hub"));
+                let hub = self.hubs.values().next().cloned().expect("one hub");
+                return self.permit(hub, principal);
             }
             return Err(Status::invalid_argument(format!(
                 "stream: required because this relay serves several streams: {}",
@@ -84,21 +130,38 @@ impl RelayService {
             )));
         }
         validate::stream_name(stream)?;
-        self.hubs.get(stream).cloned().ok_or_else(|| {
+        let hub = self.hubs.get(stream).cloned().ok_or_else(|| {
             Status::not_found(format!(
                 "stream {stream:?} is not served by this relay; it serves: {}",
                 served()
             ))
-        })
+        })?;
+        self.permit(hub, principal)
+    }
+
+    fn permit(&self, hub: Arc<StreamHub>, principal: &Principal) -> Result<Arc<StreamHub>, Status> {
+        if principal.may_read(hub.name()) {
+            Ok(hub)
+        } else {
+            Err(Status::permission_denied(format!(
+                "{:?} may not read stream {:?}; ask the relay's operator to add it to its streams",
+                principal.name,
+                hub.name()
+            )))
+        }
     }
 
     /// Starts a subscription and returns its response stream.
     pub fn subscribe_encoded(
         &self,
-        request: v1::SubscribeRequest,
+        request: Request<v1::SubscribeRequest>,
     ) -> Result<EncodedStream, Status> {
-        let hub = self.hub(&request.stream)?;
+        let principal = self.principal(&request)?;
+        let request = request.into_inner();
+        let hub = self.hub(&request.stream, &principal)?;
         let spec = validate::subscribe_request(&request, self.settings.default_lag)?;
+        let ticket = self.access.admission.admit(&principal.name)?;
+        debug!(stream = hub.name(), principal = %principal.name, "subscribe");
         let subscription = Subscription::open(&hub, spec).map_err(|err| {
             let code = match err {
                 OpenError::UnknownShard { .. } => Code::NotFound,
@@ -110,6 +173,7 @@ impl RelayService {
         let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
         tokio::spawn(run_subscriber(
             hub,
+            ticket,
             subscription,
             tx,
             self.settings.heartbeat_interval,
@@ -123,6 +187,7 @@ impl RelayService {
 /// the relay shuts down.
 async fn run_subscriber(
     hub: Arc<StreamHub>,
+    _ticket: Ticket,
     mut subscription: Subscription,
     tx: mpsc::Sender<Result<EncodedResponse, Status>>,
     heartbeat_interval: Duration,
@@ -207,7 +272,7 @@ impl v1::relay_server::Relay for RelayService {
         &self,
         request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let stream = self.subscribe_encoded(request.into_inner())?;
+        let stream = self.subscribe_encoded(request)?;
         Ok(Response::new(Box::pin(stream.map(|item| {
             item.and_then(|encoded| {
                 encoded
@@ -219,11 +284,13 @@ impl v1::relay_server::Relay for RelayService {
 
     async fn list_streams(
         &self,
-        _request: Request<v1::ListStreamsRequest>,
+        request: Request<v1::ListStreamsRequest>,
     ) -> Result<Response<v1::ListStreamsResponse>, Status> {
+        let principal = self.principal(&request)?;
         let streams = self
             .hubs
             .values()
+            .filter(|hub| principal.may_read(hub.name()))
             .map(|hub| {
                 let state = hub.read();
                 v1::StreamSummary {
@@ -240,7 +307,8 @@ impl v1::relay_server::Relay for RelayService {
         &self,
         request: Request<v1::DescribeStreamRequest>,
     ) -> Result<Response<v1::DescribeStreamResponse>, Status> {
-        let hub = self.hub(&request.get_ref().stream)?;
+        let principal = self.principal(&request)?;
+        let hub = self.hub(&request.get_ref().stream, &principal)?;
         let state = hub.read();
         let shards = state
             .shards

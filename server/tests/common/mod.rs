@@ -61,6 +61,7 @@ pub fn fast_config(streams: &[&str]) -> RelayConfig {
             ..ServeSettings::default()
         },
         transport: TransportSettings::default(),
+        security: Default::default(),
     }
 }
 
