@@ -137,7 +137,7 @@ pub(crate) fn parse_timestamp(value: &serde_json::Value) -> Result<SystemTime, K
     match value {
         serde_json::Value::Number(n) => {
             let secs = n.as_f64().ok_or_else(invalid)?;
-            if !secs.is_finite() || secs < 0.0 || secs > 1e12 {
+            if !secs.is_finite() || !(0.0..=1e12).contains(&secs) {
                 return Err(invalid());
             }
             Ok(UNIX_EPOCH + Duration::from_secs_f64(secs))
