@@ -39,6 +39,7 @@ pub enum Command {
 
 /// Flags shared by every command.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Connection")]
 pub struct ConnectionArgs {
     /// Relay URL: http:// for plain text, https:// for TLS.
     #[arg(
@@ -72,6 +73,7 @@ pub struct ConnectionArgs {
 
 /// Which records of which stream, from where.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Selection")]
 pub struct SelectionArgs {
     /// Stream to read (may be left out when the relay serves exactly one).
     #[arg(long, env = "KINESIS_RELAY_STREAM")]
@@ -106,9 +108,6 @@ pub struct SelectionArgs {
 /// `subscribe`.
 #[derive(Debug, Clone, Args)]
 pub struct SubscribeArgs {
-    /// Which records.
-    #[command(flatten)]
-    pub selection: SelectionArgs,
     /// Where to start: latest, earliest, cursor:CURSOR or timestamp:RFC3339. A --checkpoint
     /// file that exists takes precedence.
     #[arg(long, value_name = "POSITION", default_value = "latest", value_parser = StartFrom::parse)]
@@ -129,6 +128,9 @@ pub struct SubscribeArgs {
     /// Least time between two checkpoint writes.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub checkpoint_interval: Duration,
+    /// Which records.
+    #[command(flatten)]
+    pub selection: SelectionArgs,
 }
 
 /// `streams`.
@@ -153,9 +155,6 @@ pub struct DescribeArgs {
 /// `archive`.
 #[derive(Debug, Clone, Args)]
 pub struct ArchiveArgs {
-    /// Which records.
-    #[command(flatten)]
-    pub selection: SelectionArgs,
     /// Directory of the archive (created if missing). Files are named
     /// NNNNNNNNNN-<stream>-<UTC time>.ndjson[.gz], each beside a .cursor file.
     #[arg(long, value_name = "DIR")]
@@ -173,6 +172,9 @@ pub struct ArchiveArgs {
     /// Compress files with gzip (.ndjson.gz).
     #[arg(long)]
     pub gzip: bool,
+    /// Which records.
+    #[command(flatten)]
+    pub selection: SelectionArgs,
 }
 
 /// `--on-lag`.

@@ -79,6 +79,7 @@ impl Setup {
                 ..ServeSettings::default()
             },
             transport: TransportSettings::default(),
+            security: Default::default(),
         };
         let mut setup = Self {
             emulator,
