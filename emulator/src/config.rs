@@ -22,6 +22,30 @@ pub struct Settings {
     pub retention: Duration,
 }
 
+/// The longest duration any setting may take (ten years); longer ones are cut to it, so
+/// that adding a setting to the current time can never overflow.
+const MAX_SETTING: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+impl Settings {
+    /// The settings with every duration cut to at most ten years, and the idle event
+    /// interval to at least 10 ms.
+    pub(crate) fn clamped(mut self) -> Self {
+        for duration in [
+            &mut self.consumer_activation_delay,
+            &mut self.idle_event_interval,
+            &mut self.subscription_lifetime,
+            &mut self.takeover_window,
+            &mut self.push_delay,
+            &mut self.retention,
+        ] {
+            *duration = (*duration).min(MAX_SETTING);
+        }
+        // A zero interval would make idle subscriptions spin.
+        self.idle_event_interval = self.idle_event_interval.max(Duration::from_millis(10));
+        self
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {

@@ -158,7 +158,7 @@ impl EmulatorBuilder {
 
     /// Binds the listener, creates the streams and starts serving.
     pub async fn start(self) -> Result<Emulator, EmulatorError> {
-        let settings = Arc::new(self.settings);
+        let settings = Arc::new(self.settings.clamped());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             store: Store::new(settings.clone()),

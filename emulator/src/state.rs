@@ -166,7 +166,11 @@ impl Shard {
 
     fn trim(&mut self, retention: Duration, now: SystemTime) {
         while let Some(front) = self.records.front() {
-            if front.arrival + retention < now {
+            if front
+                .arrival
+                .checked_add(retention)
+                .is_some_and(|t| t < now)
+            {
                 self.records.pop_front();
             } else {
                 break;
