@@ -43,11 +43,12 @@ async fn initial_response_then_records_pushed_without_delay() {
     let first = next_event(&mut events).await;
     assert!(first.records().is_empty());
     assert_eq!(first.continuation_sequence_number().len(), 56);
+    let mut latencies = Vec::new();
     for i in 0..5 {
         let written = Instant::now();
         let seq = put(&client, "push", "k", &format!("r{i}")).await;
         let event = next_event(&mut events).await;
-        let latency = written.elapsed();
+        latencies.push(written.elapsed());
         assert_eq!(event.records().len(), 1);
         assert_eq!(event.records()[0].sequence_number(), seq);
         assert_eq!(event.continuation_sequence_number(), seq);
@@ -55,11 +56,13 @@ async fn initial_response_then_records_pushed_without_delay() {
             event.records()[0].data().as_ref(),
             format!("r{i}").as_bytes()
         );
-        assert!(
-            latency < Duration::from_millis(500),
-            "push took {latency:?}"
-        );
     }
+    // A poller (kinesis-mock pushes once a second) would show a median near 500 ms.
+    latencies.sort();
+    assert!(
+        latencies[2] < Duration::from_millis(250),
+        "push latencies {latencies:?}"
+    );
     emu.shutdown().await;
 }
 
