@@ -80,6 +80,7 @@ impl Setup {
             },
             transport: TransportSettings::default(),
             security: Default::default(),
+            admin: Default::default(),
         };
         let mut setup = Self {
             emulator,
