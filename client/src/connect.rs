@@ -165,3 +165,59 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, Failure> {
     fs::read(path).map_err(|err| Failure::local(what, path, &err))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit_code::ExitCode;
+
+    fn args(relay: &str) -> ConnectionArgs {
+        ConnectionArgs {
+            relay: relay.into(),
+            ca_cert: None,
+            client_cert: None,
+            client_key: None,
+            token: None,
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn flags_are_checked_before_connecting() {
+        assert!(Connector::new(&args("http://127.0.0.1:1")).is_ok());
+        let err = Connector::new(&args("ftp://x")).unwrap_err();
+        assert_eq!(err.exit_code(), ExitCode::Usage);
+        let mut tls_on_plain = args("http://127.0.0.1:1");
+        tls_on_plain.ca_cert = Some("ca.pem".into());
+        assert_eq!(
+            Connector::new(&tls_on_plain).unwrap_err().exit_code(),
+            ExitCode::Usage
+        );
+        let mut missing_ca = args("https://relay.example:443");
+        missing_ca.ca_cert = Some("/nonexistent/ca.pem".into());
+        assert_eq!(
+            Connector::new(&missing_ca).unwrap_err().exit_code(),
+            ExitCode::LocalFile
+        );
+        let mut bad_token = args("http://127.0.0.1:1");
+        bad_token.token = Some("new\nline".into());
+        assert_eq!(
+            Connector::new(&bad_token).unwrap_err().exit_code(),
+            ExitCode::Usage
+        );
+    }
+
+    #[test]
+    fn the_token_is_sent_as_a_bearer_header() {
+        let mut with_token = args("http://127.0.0.1:1");
+        with_token.token = Some("s3cret".into());
+        let mut bearer = Connector::new(&with_token).unwrap().bearer;
+        let request = bearer.call(Request::new(())).unwrap();
+        assert_eq!(
+            request.metadata().get("authorization").unwrap(),
+            "Bearer s3cret"
+        );
+        let mut none = Connector::new(&args("http://127.0.0.1:1")).unwrap().bearer;
+        assert!(none.call(Request::new(())).unwrap().metadata().is_empty());
+    }
+}
