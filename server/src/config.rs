@@ -1,11 +1,17 @@
 //! Command-line flags (each also readable from an environment variable).
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    ffi::OsString,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
-use clap::{Parser, ValueEnum};
+use anyhow::Context;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum, parser::ValueSource};
 
 use crate::{
-    SecuritySettings,
+    AdminSettings, SecuritySettings,
     hub::RingLimits,
     ingest::{IngestSettings, InitialPosition, default_consumer_name},
     security::{limits::SubscriberLimits, tls::TlsFiles},
@@ -22,12 +28,18 @@ use crate::{
 #[derive(Debug, Clone, Parser)]
 #[command(name = "kinesis-relay", version)]
 pub struct Cli {
+    /// TOML file holding any of these flags by their long name (`stream = ["orders"]`,
+    /// `listen = "0.0.0.0:50051"`); flags and environment variables override it.
+    #[arg(long, env = "KINESIS_RELAY_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// Stream to relay (repeat for several; comma-separated in the environment variable).
     #[arg(long = "stream", env = "KINESIS_RELAY_STREAMS", value_delimiter = ',')]
     pub streams: Vec<String>,
 
     /// Enhanced fan-out consumer name. The default is stable per host, so a restarted relay
-    /// reuses its consumer; give every relay replica its own name.
+    /// reuses its consumer; give every relay replica its own name. `{hostname}` and `{pod}`
+    /// (the POD_NAME variable, else the host name) are replaced.
     #[arg(long, env = "KINESIS_RELAY_CONSUMER_NAME", default_value_t = default_consumer_name())]
     pub consumer_name: String,
 
@@ -114,6 +126,15 @@ pub struct Cli {
     #[arg(long, env = "KINESIS_RELAY_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
 
+    /// Admin listener for Prometheus `/metrics` and HTTP `/live` and `/ready` (off unless
+    /// set; e.g. 127.0.0.1:9090).
+    #[arg(long, env = "KINESIS_RELAY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// A stream with no live subscription for longer than this is NOT_SERVING in gRPC health.
+    #[arg(long, env = "KINESIS_RELAY_HEALTH_THRESHOLD", default_value = "60s", value_parser = parse_duration)]
+    pub health_threshold: Duration,
+
     /// PEM certificate chain: serve gRPC over TLS (with --tls-key). Reloaded on change or
     /// SIGHUP.
     #[arg(long, env = "KINESIS_RELAY_TLS_CERT", requires = "tls_key")]
@@ -196,6 +217,65 @@ pub enum LogFormat {
     Json,
 }
 
+/// Replaces `{hostname}` and `{pod}` in a consumer name template.
+pub fn expand_consumer_name(template: &str) -> String {
+    let host = default_consumer_name()
+        .trim_start_matches("kinesis-relay-")
+        .to_owned();
+    let pod = std::env::var("POD_NAME")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| host.clone());
+    template.replace("{hostname}", &host).replace("{pod}", &pod)
+}
+
+/// `--key=value` arguments for the config file's keys that the command line and the
+/// environment left at their defaults.
+fn config_file_args(path: &Path, matches: &ArgMatches) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the config file {}", path.display()))?;
+    let table: toml::Table = toml::from_str(&text)
+        .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+    let command = Cli::command();
+    let mut args = Vec::new();
+    for (key, value) in table {
+        let long = key.replace('_', "-");
+        let arg = command
+            .get_arguments()
+            .find(|arg| arg.get_long() == Some(long.as_str()) && long != "config")
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "config file {}: unknown key {key:?}; keys are the flag names of kinesis-relay --help (e.g. stream, listen, consumer-name)",
+                    path.display()
+                )
+            })?;
+        if matches!(
+            matches.value_source(arg.get_id().as_str()),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        ) {
+            continue;
+        }
+        let values = match value {
+            toml::Value::Array(items) => items,
+            other => vec![other],
+        };
+        for value in values {
+            match value {
+                toml::Value::Boolean(true) => args.push(format!("--{long}")),
+                toml::Value::Boolean(false) => {}
+                toml::Value::String(text) => args.push(format!("--{long}={text}")),
+                toml::Value::Integer(n) => args.push(format!("--{long}={n}")),
+                toml::Value::Float(n) => args.push(format!("--{long}={n}")),
+                other => anyhow::bail!(
+                    "config file {}: {key} = {other} is not a string, number, boolean or array of them",
+                    path.display()
+                ),
+            }
+        }
+    }
+    Ok(args)
+}
+
 fn parse_starting_position(text: &str) -> Result<InitialPosition, String> {
     match text {
         "latest" => Ok(InitialPosition::Latest),
@@ -219,7 +299,7 @@ impl Cli {
     /// The ingest settings these flags describe.
     pub fn ingest(&self) -> IngestSettings {
         IngestSettings {
-            consumer_name: self.consumer_name.clone(),
+            consumer_name: expand_consumer_name(&self.consumer_name),
             initial_position: self.starting_position.clone(),
             state_dir: self.state_dir.clone(),
             checkpoint_interval: self.checkpoint_interval,
@@ -260,6 +340,45 @@ impl Cli {
             max_pending_accept_reset_streams: self.http2_max_pending_accept_reset_streams,
             max_local_error_reset_streams: self.http2_max_local_error_reset_streams,
         }
+    }
+
+    /// Metrics and health.
+    pub fn admin(&self) -> AdminSettings {
+        AdminSettings {
+            metrics_listen: self.metrics_listen,
+            health_threshold: self.health_threshold,
+        }
+    }
+
+    /// Parses the command line, then fills what neither flags nor environment variables set
+    /// from the `--config` file. Exits with clap's message on bad flags.
+    pub fn load() -> anyhow::Result<Self> {
+        Self::load_from(std::env::args_os().collect())
+    }
+
+    /// [`Cli::load`] from given arguments.
+    pub fn load_from(args: Vec<OsString>) -> anyhow::Result<Self> {
+        let matches = Self::command().get_matches_from(args.clone());
+        let cli = Self::from_arg_matches(&matches)?;
+        let Some(path) = cli.config.clone() else {
+            return Ok(cli);
+        };
+        let mut all = args;
+        all.extend(
+            config_file_args(&path, &matches)?
+                .into_iter()
+                .map(OsString::from),
+        );
+        let matches = Self::command().try_get_matches_from(all).map_err(|err| {
+            anyhow::anyhow!("{}: {}", path.display(), err.render().to_string().trim())
+        })?;
+        Ok(Self::from_arg_matches(&matches)?)
+    }
+
+    /// The resolved configuration as `key = value` lines, for the log at start. No flag
+    /// holds a secret (tokens live in the --auth-tokens file, which is never logged).
+    pub fn describe(&self) -> String {
+        format!("{self:?}")
     }
 
     /// TLS, tokens and limits.
@@ -348,6 +467,50 @@ mod tests {
                 .contains("RFC 3339")
         );
         assert!(parse_starting_position("oldest").is_err());
+    }
+
+    #[test]
+    fn the_config_file_fills_what_flags_and_environment_leave() {
+        let dir = std::env::temp_dir().join(format!("relay-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("relay.toml");
+        std::fs::write(
+            &path,
+            "stream = [\"a\", \"b\"]\nlisten = \"127.0.0.1:6000\"\non_lag = \"skip\"\nderegister-on-exit = true\nring-max-bytes = \"1MiB\"\n",
+        )
+        .unwrap();
+        let args = |extra: &[&str]| {
+            let mut args: Vec<OsString> = vec![
+                "kinesis-relay".into(),
+                "--config".into(),
+                path.clone().into(),
+            ];
+            args.extend(extra.iter().map(OsString::from));
+            args
+        };
+        let cli = Cli::load_from(args(&[])).unwrap();
+        assert_eq!(cli.streams, ["a", "b"]);
+        assert_eq!(cli.listen.port(), 6000);
+        assert!(cli.deregister_on_exit);
+        assert_eq!(cli.ring_max_bytes, 1 << 20);
+        assert!(matches!(cli.on_lag, OnLag::Skip));
+        let cli = Cli::load_from(args(&["--listen", "127.0.0.1:7000", "--stream", "c"])).unwrap();
+        assert_eq!(cli.listen.port(), 7000, "flags override the file");
+        assert_eq!(cli.streams, ["c"]);
+
+        std::fs::write(&path, "strem = [\"a\"]\n").unwrap();
+        let err = Cli::load_from(args(&[])).unwrap_err().to_string();
+        assert!(err.contains("unknown key \"strem\""), "{err}");
+        std::fs::write(&path, "listen = \"nowhere\"\n").unwrap();
+        assert!(Cli::load_from(args(&[])).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn consumer_names_expand_templates() {
+        let name = expand_consumer_name("relay-{hostname}");
+        assert!(name.starts_with("relay-") && !name.contains('{'));
+        assert_eq!(expand_consumer_name("fixed"), "fixed");
     }
 
     #[test]

@@ -14,8 +14,10 @@
 
 pub mod config;
 pub mod embedded;
+pub mod health;
 pub mod hub;
 pub mod ingest;
+pub mod metrics;
 pub mod security;
 pub mod service;
 pub mod subscription;
@@ -68,6 +70,41 @@ pub struct RelayConfig {
     pub transport: TransportSettings,
     /// TLS, tokens, limits.
     pub security: SecuritySettings,
+    /// Metrics and health.
+    pub admin: AdminSettings,
+}
+
+/// The admin side: metrics listener and health threshold.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Where `/metrics`, `/live` and `/ready` are served; `None` serves nothing.
+    pub metrics_listen: Option<SocketAddr>,
+    /// A stream with no live subscription for longer than this is NOT_SERVING.
+    pub health_threshold: Duration,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            metrics_listen: None,
+            health_threshold: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            streams: Vec::new(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ingest: IngestSettings::default(),
+            rings: RingLimits::default(),
+            serve: ServeSettings::default(),
+            transport: TransportSettings::default(),
+            security: SecuritySettings::default(),
+            admin: AdminSettings::default(),
+        }
+    }
 }
 
 /// A started relay.
@@ -75,6 +112,8 @@ pub struct RelayConfig {
 pub struct RunningRelay {
     /// Where the gRPC server listens.
     pub local_addr: SocketAddr,
+    /// Where metrics are served, when they are.
+    pub metrics_addr: Option<SocketAddr>,
     /// The hubs, for inspection.
     pub hubs: Vec<Arc<StreamHub>>,
     /// Set to true to stop.
@@ -144,16 +183,49 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
             shutdown_rx.clone(),
         ));
     }
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status(
+            health::RELAY_SERVICE,
+            tonic_health::ServingStatus::NotServing,
+        )
+        .await;
+    let (ready_tx, ready_rx) = watch::channel(false);
+    tokio::spawn(health::run(
+        health_reporter,
+        hubs.clone(),
+        config.admin.health_threshold,
+        ready_tx,
+        shutdown_rx.clone(),
+    ));
+    let metrics_addr = match config.admin.metrics_listen {
+        Some(addr) => {
+            let admin = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics listener on {addr}"))?;
+            let bound = admin.local_addr()?;
+            tasks.spawn(metrics::serve(
+                admin,
+                metrics::registry(hubs.clone()),
+                ready_rx,
+                shutdown_rx.clone(),
+            ));
+            Some(bound)
+        }
+        None => None,
+    };
     let service = RelayService::new(hubs.clone(), config.serve, access, shutdown_rx.clone());
     tasks.spawn(service::serve(
         listener,
         service,
         config.transport,
+        health_service,
         shutdown_rx.clone(),
     ));
     info!(%local_addr, streams = ?config.streams, "relay listening");
     Ok(RunningRelay {
         local_addr,
+        metrics_addr,
         hubs,
         shutdown: shutdown_tx,
         tasks,

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use kinesis_relay::{
     RelayConfig,
     config::{Cli, LogFormat},
@@ -12,7 +11,13 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::load() {
+        Ok(cli) => cli,
+        Err(err) => {
+            eprintln!("kinesis-relay: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     match cli.log_format {
         LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
@@ -53,7 +58,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         serve: cli.serve(),
         transport: cli.transport(),
         security: cli.security(),
+        admin: cli.admin(),
     };
+    tracing::info!(config = %cli.describe(), "resolved configuration");
     let relay = kinesis_relay::start(config, client).await?;
     let result = relay.run_until(shutdown_signal()).await;
     if let Some(embedded) = embedded {

@@ -313,6 +313,9 @@ impl Subscription {
                         });
                     }
                     LagPolicy::Skip => {
+                        hub.counters
+                            .gaps
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         out.push(self.skip_gap(&id, &slot.ring));
                         progressed = true;
                     }

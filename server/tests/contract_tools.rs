@@ -74,15 +74,22 @@ async fn grpcurl_lists_describes_checks_health_and_subscribes() {
         grpcurl(&["-plaintext", &addr, "describe", "kinesis_relay.v1.Record"]).await;
     assert!(ok && message.contains("sequence_number"), "{message}");
 
-    let (ok, health) = grpcurl(&[
-        "-plaintext",
-        "-d",
-        r#"{"service":"kinesis_relay.v1.Relay"}"#,
-        &addr,
-        "grpc.health.v1.Health/Check",
-    ])
+    // Health turns SERVING once every stream has a live subscription.
+    eventually("grpcurl to report the relay SERVING", || {
+        let addr = addr.clone();
+        async move {
+            let (ok, health) = grpcurl(&[
+                "-plaintext",
+                "-d",
+                r#"{"service":"kinesis_relay.v1.Relay"}"#,
+                &addr,
+                "grpc.health.v1.Health/Check",
+            ])
+            .await;
+            ok && health.contains("\"SERVING\"")
+        }
+    })
     .await;
-    assert!(ok && health.contains("SERVING"), "{health}");
 
     let (ok, streams) = grpcurl(&["-plaintext", &addr, "kinesis_relay.v1.Relay/ListStreams"]).await;
     assert!(ok && streams.contains("grpcurl-stream"), "{streams}");

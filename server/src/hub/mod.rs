@@ -14,7 +14,7 @@ use std::{
     collections::BTreeMap,
     sync::{
         Arc, RwLock, RwLockReadGuard, RwLockWriteGuard,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, SystemTime},
 };
@@ -96,6 +96,34 @@ pub struct ShardSlot {
     /// Position of the last record appended; appends at or before it are dropped as
     /// duplicates (a renewed or taken-over subscription may repeat records).
     pub last_position: Option<Position>,
+    /// Counters of this shard's reading, for metrics.
+    pub counters: ShardCounters,
+}
+
+/// What happened to a shard's reading since the relay started.
+#[derive(Debug, Clone, Default)]
+pub struct ShardCounters {
+    /// Records appended (after unpacking aggregates).
+    pub records_in: u64,
+    /// Bytes of record data appended.
+    pub bytes_in: u64,
+    /// Subscriptions started (the first one and every renewal).
+    pub subscriptions: u64,
+    /// Subscription errors by kind.
+    pub errors: BTreeMap<&'static str, u64>,
+}
+
+/// What subscribers of a stream received since the relay started.
+#[derive(Debug, Default)]
+pub struct StreamCounters {
+    /// Records sent.
+    pub records_out: AtomicU64,
+    /// Bytes of responses sent.
+    pub bytes_out: AtomicU64,
+    /// Subscribers disconnected for lagging.
+    pub lag_disconnects: AtomicU64,
+    /// Gap events sent.
+    pub gaps: AtomicU64,
 }
 
 impl ShardSlot {
@@ -184,6 +212,8 @@ pub struct StreamHub {
     version: watch::Sender<u64>,
     /// Live subscribers.
     subscribers: AtomicUsize,
+    /// Subscriber-side counters.
+    pub counters: StreamCounters,
 }
 
 /// Counts a subscriber for as long as it lives.
@@ -205,6 +235,7 @@ impl StreamHub {
             state: RwLock::new(StreamState::default()),
             version: watch::Sender::new(0),
             subscribers: AtomicUsize::new(0),
+            counters: StreamCounters::default(),
         })
     }
 
@@ -283,6 +314,7 @@ impl StreamHub {
                 children: Vec::new(),
                 millis_behind: 0,
                 last_position,
+                counters: ShardCounters::default(),
             },
         );
         drop(guard);
@@ -308,6 +340,7 @@ impl StreamHub {
         slot.millis_behind = millis_behind;
         let mut appended = 0;
         for record in records {
+            let data_len = record.data.len();
             let entry = Entry::encode(record);
             let position = entry.position();
             if slot
@@ -318,6 +351,8 @@ impl StreamHub {
                 continue;
             }
             slot.last_position = Some(position);
+            slot.counters.records_in += 1;
+            slot.counters.bytes_in += data_len as u64;
             state.bytes += entry.cost();
             slot.ring.push(entry);
             appended += 1;
@@ -328,6 +363,20 @@ impl StreamHub {
             self.bump();
         }
         appended
+    }
+
+    /// Counts a subscription start (first or renewal) of a shard.
+    pub fn count_subscription(&self, shard_id: &str) {
+        if let Some(slot) = self.write().shards.get_mut(shard_id) {
+            slot.counters.subscriptions += 1;
+        }
+    }
+
+    /// Counts a subscription error of a shard.
+    pub fn count_error(&self, shard_id: &str, kind: &'static str) {
+        if let Some(slot) = self.write().shards.get_mut(shard_id) {
+            *slot.counters.errors.entry(kind).or_default() += 1;
+        }
     }
 
     /// Updates the distance to the tip without records.

@@ -137,6 +137,7 @@ pub async fn run_reader(ctx: ReaderContext, shard_id: String, mut from: ReadFrom
             }
             Ended::Error(kind, cause) => {
                 ctx.hub.set_state(&shard_id, ReaderState::Reconnecting);
+                ctx.hub.count_error(&shard_id, kind.label());
                 match kind {
                     ErrorKind::InUse => {
                         in_use_streak += 1;
@@ -210,6 +211,7 @@ async fn subscribe_once(
     };
     let mut events = output.event_stream;
     ctx.hub.set_state(shard_id, ReaderState::Reading);
+    ctx.hub.count_subscription(shard_id);
     debug!(stream = ctx.hub.name(), shard = shard_id, from = ?from, "subscribed");
     loop {
         let next = tokio::select! {

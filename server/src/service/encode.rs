@@ -19,6 +19,8 @@ const CURSOR_TAG: u8 = (15 << 3) | 2;
 pub struct EncodedResponse {
     /// Concatenated, these are the encoded message.
     pub segments: Vec<Bytes>,
+    /// Records it carries (for metrics).
+    pub records: usize,
 }
 
 impl EncodedResponse {
@@ -26,6 +28,7 @@ impl EncodedResponse {
     pub fn from_message(message: &v1::SubscribeResponse) -> Self {
         Self {
             segments: vec![Bytes::from(message.encode_to_vec())],
+            records: 0,
         }
     }
 
@@ -39,11 +42,12 @@ impl EncodedResponse {
         header.put_u8(FIELD_1_LEN);
         put_varint(&mut header, shard_id.len());
         header.put_slice(shard_id.as_bytes());
+        let records = chunks.len();
         let mut segments = Vec::with_capacity(chunks.len() + 2);
         segments.push(header.freeze());
         segments.extend(chunks);
         segments.push(cursor_field(cursor));
-        Self { segments }
+        Self { segments, records }
     }
 
     /// Encoded length.

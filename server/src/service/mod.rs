@@ -31,6 +31,7 @@ use tonic::{
     server::{NamedService, ServerStreamingService},
     transport::Server,
 };
+use tonic_health::pb::health_server::{Health, HealthServer};
 
 pub use self::relay::{Access, RelayService, ServeSettings};
 use self::{codec::SubscribeCodec, encode::EncodedResponse, relay::EncodedStream};
@@ -155,10 +156,9 @@ pub async fn serve(
     listener: Listener,
     service: RelayService,
     transport: TransportSettings,
+    health_service: HealthServer<impl Health>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<RelayServer<RelayService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(kinesis_relay_api::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);

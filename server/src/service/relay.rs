@@ -1,6 +1,11 @@
 //! The `Relay` service: request handling and the per-subscriber task.
 
-use std::{collections::BTreeMap, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    pin::Pin,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use futures::Stream;
 use kinesis_relay_api::v1;
@@ -202,6 +207,7 @@ async fn run_subscriber(
         loop {
             match subscription.poll(&hub, &mut out) {
                 Err(lagged) => {
+                    hub.counters.lag_disconnects.fetch_add(1, Ordering::Relaxed);
                     debug!(stream = hub.name(), shard = %lagged.shard, "subscriber too slow, disconnecting");
                     let status = with_cursor(
                         Code::ResourceExhausted,
@@ -216,6 +222,7 @@ async fn run_subscriber(
                 }
                 Ok(progressed) => {
                     for response in out.drain(..) {
+                        let (records, bytes) = (response.records as u64, response.len() as u64);
                         tokio::select! {
                             sent = tx.send(Ok(response)) => if sent.is_err() { return },
                             _ = crate::stopped(&mut shutdown) => {
@@ -223,6 +230,10 @@ async fn run_subscriber(
                                 return;
                             }
                         }
+                        hub.counters
+                            .records_out
+                            .fetch_add(records, Ordering::Relaxed);
+                        hub.counters.bytes_out.fetch_add(bytes, Ordering::Relaxed);
                         last_sent = Instant::now();
                     }
                     if !progressed {

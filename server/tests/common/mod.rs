@@ -62,6 +62,7 @@ pub fn fast_config(streams: &[&str]) -> RelayConfig {
         },
         transport: TransportSettings::default(),
         security: Default::default(),
+        admin: Default::default(),
     }
 }
 

@@ -1,0 +1,281 @@
+//! Prometheus metrics on a separate admin listener (`--metrics-listen`).
+//!
+//! Nothing is counted twice: readers and subscribers keep plain counters in the hub, and
+//! this collector reads them, with the hub's gauges (ring bytes, oldest age, millis behind,
+//! reader state, subscribers), at each scrape.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+    time::SystemTime,
+};
+
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode, body::Bytes, server::conn::http1, service::service_fn};
+use hyper_util::rt::TokioIo;
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric},
+    metrics::{counter::ConstCounter, gauge::ConstGauge},
+    registry::Registry,
+};
+use tokio::{net::TcpListener, sync::watch};
+use tracing::{debug, info};
+
+use crate::hub::{ReaderState, StreamHub};
+
+/// Reads the hubs at each scrape.
+#[derive(Debug)]
+pub struct HubCollector {
+    /// The hubs.
+    hubs: Vec<Arc<StreamHub>>,
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: &[(Labels, u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut metric =
+        encoder.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
+    for (labels, value) in values {
+        ConstCounter::new(*value).encode(metric.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: &[(Labels, i64)],
+) -> Result<(), std::fmt::Error> {
+    let mut metric =
+        encoder.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
+    for (labels, value) in values {
+        ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+const STATES: [(ReaderState, &str); 4] = [
+    (ReaderState::Waiting, "waiting"),
+    (ReaderState::Reading, "reading"),
+    (ReaderState::Reconnecting, "reconnecting"),
+    (ReaderState::Finished, "finished"),
+];
+
+impl Collector for HubCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (mut records_in, mut bytes_in, mut subscriptions, mut errors) =
+            (vec![], vec![], vec![], vec![]);
+        let (mut behind, mut states) = (vec![], vec![]);
+        let (mut subscribers, mut records_out, mut bytes_out) = (vec![], vec![], vec![]);
+        let (mut disconnects, mut gaps, mut ring_bytes, mut oldest_age) =
+            (vec![], vec![], vec![], vec![]);
+        let now = SystemTime::now();
+        for hub in &self.hubs {
+            let stream = hub.name().to_owned();
+            let state = hub.read();
+            for (shard, slot) in &state.shards {
+                let labels = vec![("stream", stream.clone()), ("shard", shard.clone())];
+                records_in.push((labels.clone(), slot.counters.records_in));
+                bytes_in.push((labels.clone(), slot.counters.bytes_in));
+                subscriptions.push((labels.clone(), slot.counters.subscriptions));
+                for (kind, count) in &slot.counters.errors {
+                    let mut labels = labels.clone();
+                    labels.push(("kind", (*kind).to_owned()));
+                    errors.push((labels, *count));
+                }
+                behind.push((labels.clone(), slot.millis_behind));
+                for (value, name) in STATES {
+                    let mut labels = labels.clone();
+                    labels.push(("state", name.to_owned()));
+                    states.push((labels, i64::from(slot.state == value)));
+                }
+            }
+            let labels = vec![("stream", stream.clone())];
+            subscribers.push((labels.clone(), hub.subscriber_count() as i64));
+            let c = &hub.counters;
+            records_out.push((labels.clone(), c.records_out.load(Ordering::Relaxed)));
+            bytes_out.push((labels.clone(), c.bytes_out.load(Ordering::Relaxed)));
+            disconnects.push((labels.clone(), c.lag_disconnects.load(Ordering::Relaxed)));
+            gaps.push((labels.clone(), c.gaps.load(Ordering::Relaxed)));
+            ring_bytes.push((labels.clone(), state.bytes as i64));
+            let age = state
+                .oldest_arrival()
+                .and_then(|oldest| now.duration_since(oldest).ok())
+                .map_or(0, |age| age.as_secs() as i64);
+            oldest_age.push((labels, age));
+        }
+        let e = &mut encoder;
+        counter(
+            e,
+            "kinesis_relay_records_in",
+            "Records read from Kinesis (after unpacking KPL aggregates).",
+            &records_in,
+        )?;
+        counter(
+            e,
+            "kinesis_relay_bytes_in",
+            "Bytes of record data read from Kinesis.",
+            &bytes_in,
+        )?;
+        counter(
+            e,
+            "kinesis_relay_subscriptions",
+            "SubscribeToShard subscriptions started (first and renewals).",
+            &subscriptions,
+        )?;
+        counter(
+            e,
+            "kinesis_relay_subscription_errors",
+            "SubscribeToShard errors by kind.",
+            &errors,
+        )?;
+        gauge(
+            e,
+            "kinesis_relay_millis_behind_latest",
+            "Milliseconds between the last record read and the tip of the shard.",
+            &behind,
+        )?;
+        gauge(
+            e,
+            "kinesis_relay_reader_state",
+            "1 for the shard reader's current state.",
+            &states,
+        )?;
+        gauge(
+            e,
+            "kinesis_relay_subscribers",
+            "Live Subscribe calls.",
+            &subscribers,
+        )?;
+        counter(
+            e,
+            "kinesis_relay_records_out",
+            "Records sent to subscribers.",
+            &records_out,
+        )?;
+        counter(
+            e,
+            "kinesis_relay_bytes_out",
+            "Bytes of responses sent to subscribers.",
+            &bytes_out,
+        )?;
+        counter(
+            e,
+            "kinesis_relay_lag_disconnects",
+            "Subscribers disconnected for reading too slowly.",
+            &disconnects,
+        )?;
+        counter(
+            e,
+            "kinesis_relay_gaps",
+            "Gap events sent to subscribers that lagged under SKIP.",
+            &gaps,
+        )?;
+        gauge(
+            e,
+            "kinesis_relay_ring_bytes",
+            "Bytes the relay holds for replay.",
+            &ring_bytes,
+        )?;
+        gauge(
+            e,
+            "kinesis_relay_ring_oldest_age_seconds",
+            "Age of the oldest record held.",
+            &oldest_age,
+        )?;
+        Ok(())
+    }
+}
+
+/// A registry with the hub collector.
+pub fn registry(hubs: Vec<Arc<StreamHub>>) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(HubCollector { hubs }));
+    registry
+}
+
+/// Serves `GET /metrics` (OpenMetrics text), `GET /live` and `GET /ready` (200 or 503, for
+/// probes that cannot speak gRPC health, e.g. when the gRPC port requires TLS) on `listener`
+/// until shutdown.
+pub async fn serve(
+    listener: TcpListener,
+    registry: Registry,
+    ready: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let registry = Arc::new(registry);
+    info!(addr = %listener.local_addr()?, "metrics listening");
+    loop {
+        let (stream, peer): (_, SocketAddr) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = crate::stopped(&mut shutdown) => return Ok(()),
+        };
+        let registry = registry.clone();
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                let registry = registry.clone();
+                let ready = *ready.borrow();
+                async move { Ok::<_, std::convert::Infallible>(respond(&request, &registry, ready)) }
+            });
+            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            // Bounded: a scrape that takes longer than this is abandoned.
+            if let Err(err) =
+                tokio::time::timeout(std::time::Duration::from_secs(30), connection).await
+            {
+                debug!(%peer, cause = %err, "metrics connection timed out");
+            }
+        });
+    }
+}
+
+fn respond(
+    request: &Request<hyper::body::Incoming>,
+    registry: &Registry,
+    ready: bool,
+) -> Response<Full<Bytes>> {
+    let plain = |status: StatusCode, text: &'static str| {
+        Response::builder()
+            .status(status)
+            .body(Full::new(Bytes::from_static(text.as_bytes())))
+            .expect("static response")
+    };
+    match request.uri().path() {
+        "/metrics" => {}
+        "/live" => return plain(StatusCode::OK, "live\n"),
+        "/ready" if ready => return plain(StatusCode::OK, "ready\n"),
+        "/ready" => {
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: a stream has no live subscription\n",
+            );
+        }
+        _ => {
+            return plain(
+                StatusCode::NOT_FOUND,
+                "not found: try /metrics, /live or /ready\n",
+            );
+        }
+    }
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, registry) {
+        Ok(()) => Response::builder()
+            .header(
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+            .body(Full::new(Bytes::from(text)))
+            .expect("valid response"),
+        Err(_) => Response::builder()
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .body(Full::new(Bytes::from_static(b"encoding metrics failed\n")))
+            .expect("static response"),
+    }
+}
