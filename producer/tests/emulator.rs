@@ -252,3 +252,64 @@ async fn records_that_keep_failing_go_to_the_failed_output() {
     assert_eq!(emu.handle().stored_records("failing").unwrap(), 0);
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resharding_mid_run_is_followed_and_nothing_is_lost() {
+    let emu = emulator("resharded", 1).await;
+    let url = emu.endpoint_url();
+    let producer_url = url.clone();
+    let run = tokio::spawn(async move {
+        let args = strings(&[
+            "--stream",
+            "resharded",
+            "--generate",
+            "--rate",
+            "1500/s",
+            "--count",
+            "4500",
+            "--partition-key",
+            "{seq}",
+            "--summary-json",
+        ]);
+        produce(&producer_url, args, Vec::new()).await
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while emu.handle().stored_records("resharded").unwrap() < 1000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "producer wrote nothing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let client = client(&url);
+    client
+        .update_shard_count()
+        .stream_name("resharded")
+        .target_shard_count(2)
+        .scaling_type(aws_sdk_kinesis::types::ScalingType::UniformScaling)
+        .send()
+        .await
+        .expect("UpdateShardCount");
+
+    let output = run.await.unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["records_written"], 4500, "{summary}");
+    assert_eq!(
+        summary["shards"], 2,
+        "the producer re-read the shard map: {summary}"
+    );
+
+    let read = read_all(&client, "resharded", 4500).await;
+    let mut seqs: Vec<u64> = read
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.data).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    seqs.sort();
+    assert_eq!(seqs, (0..4500).collect::<Vec<_>>());
+    emu.shutdown().await;
+}

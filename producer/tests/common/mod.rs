@@ -119,7 +119,6 @@ pub async fn read_all(client: &Client, stream: &str, expected: usize) -> Vec<Rea
         iterators.push((shard.shard_id().to_owned(), iterator, Vec::new()));
     }
     loop {
-        let mut total = 0;
         let mut all_caught_up = true;
         for (shard, iterator, records) in &mut iterators {
             let Some(current) = iterator.clone() else {
@@ -143,8 +142,9 @@ pub async fn read_all(client: &Client, stream: &str, expected: usize) -> Vec<Rea
                 all_caught_up = false;
             }
             *iterator = output.next_shard_iterator().map(str::to_owned);
-            total += records.len();
         }
+        // Closed shards (no iterator any more) still count.
+        let total: usize = iterators.iter().map(|(_, _, records)| records.len()).sum();
         if (total >= expected && all_caught_up) || Instant::now() > deadline {
             return iterators
                 .into_iter()
