@@ -13,7 +13,9 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum, parser
 use crate::{
     AdminSettings, SecuritySettings,
     hub::RingLimits,
-    ingest::{IngestSettings, InitialPosition, default_consumer_name},
+    ingest::{
+        IngestSettings, InitialPosition, default_consumer_name, upstream_relay::UpstreamRelay,
+    },
     security::{limits::SubscriberLimits, tls::TlsFiles},
     service::{ServeSettings, TransportSettings},
     subscription::LagPolicy,
@@ -130,6 +132,19 @@ pub struct Cli {
     /// set; e.g. 127.0.0.1:9090).
     #[arg(long, env = "KINESIS_RELAY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+
+    /// Read from another kinesis-relay (http:// or https://) instead of Kinesis, so relays
+    /// form a tree. Without --stream, every stream it serves is relayed.
+    #[arg(long, env = "KINESIS_RELAY_UPSTREAM_RELAY")]
+    pub upstream_relay: Option<String>,
+
+    /// Bearer token for the upstream relay.
+    #[arg(long, env = "KINESIS_RELAY_UPSTREAM_TOKEN", hide_env_values = true)]
+    pub upstream_token: Option<String>,
+
+    /// PEM CA to trust for an https:// upstream relay.
+    #[arg(long, env = "KINESIS_RELAY_UPSTREAM_CA_CERT")]
+    pub upstream_ca_cert: Option<PathBuf>,
 
     /// A stream with no live subscription for longer than this is NOT_SERVING in gRPC health.
     #[arg(long, env = "KINESIS_RELAY_HEALTH_THRESHOLD", default_value = "60s", value_parser = parse_duration)]
@@ -307,6 +322,11 @@ impl Cli {
             list_shards_interval: self.list_shards_interval,
             consumer_deadline: self.consumer_timeout,
             deregister_on_exit: self.deregister_on_exit,
+            upstream: self.upstream_relay.as_ref().map(|url| UpstreamRelay {
+                url: url.clone(),
+                token: self.upstream_token.clone(),
+                ca_cert: self.upstream_ca_cert.clone(),
+            }),
             ..IngestSettings::default()
         }
     }
@@ -375,10 +395,14 @@ impl Cli {
         Ok(Self::from_arg_matches(&matches)?)
     }
 
-    /// The resolved configuration as `key = value` lines, for the log at start. No flag
-    /// holds a secret (tokens live in the --auth-tokens file, which is never logged).
+    /// The resolved configuration, for the log at start, with secrets redacted (the
+    /// upstream token; subscriber tokens live in the --auth-tokens file, never logged).
     pub fn describe(&self) -> String {
-        format!("{self:?}")
+        let mut shown = self.clone();
+        if shown.upstream_token.is_some() {
+            shown.upstream_token = Some("<redacted>".to_owned());
+        }
+        format!("{shown:?}")
     }
 
     /// TLS, tokens and limits.
@@ -403,7 +427,12 @@ impl Cli {
 
     /// Checks what clap cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.streams.is_empty() && !self.embedded {
+        if self.upstream_relay.is_some() && self.embedded {
+            anyhow::bail!(
+                "--upstream-relay and --embedded exclude each other: read from a relay or from the embedded emulator"
+            );
+        }
+        if self.streams.is_empty() && !self.embedded && self.upstream_relay.is_none() {
             anyhow::bail!(
                 "no stream to relay: pass --stream NAME (or --embedded to try it on the built-in emulator)"
             );

@@ -175,13 +175,22 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
     let mut tasks = JoinSet::new();
     let ingest = Arc::new(config.ingest);
     for hub in &hubs {
-        tasks.spawn(ingest::run_stream(
-            client.clone(),
-            hub.name().to_owned(),
-            hub.clone(),
-            ingest.clone(),
-            shutdown_rx.clone(),
-        ));
+        match &ingest.upstream {
+            Some(upstream) => tasks.spawn(ingest::upstream_relay::run_stream(
+                upstream.clone(),
+                hub.name().to_owned(),
+                hub.clone(),
+                ingest.clone(),
+                shutdown_rx.clone(),
+            )),
+            None => tasks.spawn(ingest::run_stream(
+                client.clone(),
+                hub.name().to_owned(),
+                hub.clone(),
+                ingest.clone(),
+                shutdown_rx.clone(),
+            )),
+        };
     }
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter

@@ -38,6 +38,15 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     cli.validate()?;
     let mut streams = cli.streams.clone();
+    if let (Some(upstream), true) = (cli.ingest().upstream, streams.is_empty()) {
+        streams = kinesis_relay::ingest::upstream_relay::list_streams(&upstream).await?;
+        if streams.is_empty() {
+            anyhow::bail!(
+                "the upstream relay {} serves no stream you may read",
+                upstream.url
+            );
+        }
+    }
     let (client, embedded) = if cli.embedded {
         if streams.is_empty() {
             streams.push("demo".to_owned());

@@ -18,6 +18,7 @@ pub mod consumer;
 pub mod errors;
 pub mod reader;
 pub mod records;
+pub mod upstream_relay;
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -82,6 +83,8 @@ pub struct IngestSettings {
     pub min_subscribe_interval: Duration,
     /// Deregister the consumer on shutdown.
     pub deregister_on_exit: bool,
+    /// Read from another relay instead of Kinesis.
+    pub upstream: Option<upstream_relay::UpstreamRelay>,
 }
 
 impl Default for IngestSettings {
@@ -99,6 +102,7 @@ impl Default for IngestSettings {
             takeover_wait: Duration::from_secs(5),
             min_subscribe_interval: Duration::from_secs(1),
             deregister_on_exit: false,
+            upstream: None,
         }
     }
 }

@@ -174,21 +174,21 @@ impl Authorizer {
                 )
             });
         }
-        if let Some(leaf) = peer_certs.and_then(|certs| certs.first()) {
-            if let Some(subject) = certificate_subject(leaf) {
-                let cn = subject
-                    .split(',')
-                    .map(str::trim)
-                    .find(|part| part.starts_with("CN="))
-                    .map(str::to_owned);
-                let normalized = normalize_subject(&subject);
-                if let Some((_, principal)) = table
-                    .subjects
-                    .iter()
-                    .find(|(known, _)| *known == normalized || Some(known) == cn.as_ref())
-                {
-                    return Ok(principal.clone());
-                }
+        if let Some(leaf) = peer_certs.and_then(|certs| certs.first())
+            && let Some(subject) = certificate_subject(leaf)
+        {
+            let cn = subject
+                .split(',')
+                .map(str::trim)
+                .find(|part| part.starts_with("CN="))
+                .map(str::to_owned);
+            let normalized = normalize_subject(&subject);
+            if let Some((_, principal)) = table
+                .subjects
+                .iter()
+                .find(|(known, _)| *known == normalized || Some(known) == cn.as_ref())
+            {
+                return Ok(principal.clone());
             }
         }
         Err(Status::unauthenticated(
