@@ -34,6 +34,8 @@ mod emulator;
 mod error;
 mod eventstream;
 mod faults;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod limits;
 mod ops;
