@@ -1,0 +1,314 @@
+//! One cell of the matrix: a system, a payload size and a subscriber count.
+//!
+//! 1. Start the server; its RSS is the baseline.
+//! 2. Connect the subscribers; warm up until each has a record; RSS is "idle".
+//! 3. Saturation: closed loop, the publisher keeps at most a window of records ahead of
+//!    the slowest subscriber; delivered records/s summed over subscribers.
+//! 4. Latency: open loop at half the saturation rate, each record stamped with its
+//!    intended send time (no coordinated omission); p50/p99/p99.9.
+//! 5. Gaps and repeats over everything sent.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use hdrhistogram::Histogram;
+
+use crate::{
+    payload::{self, Kind, SubStats},
+    procstat::{self, PeakRss},
+    systems::{self, Placement, Publisher, Server, System},
+};
+
+/// What one cell measures.
+#[derive(Debug, Clone)]
+pub struct CellSpec {
+    /// The system under test.
+    pub system: System,
+    /// Payload bytes per record.
+    pub payload: usize,
+    /// Subscribers, each on its own connection.
+    pub subscribers: usize,
+    /// Length of the saturation phase and of the latency phase.
+    pub phase: Duration,
+    /// Ring bytes of the relay.
+    pub ring_bytes: u64,
+}
+
+/// What one cell found.
+#[derive(Debug, Clone, Default)]
+pub struct CellResult {
+    pub system: String,
+    pub payload: usize,
+    pub subscribers: usize,
+    /// Saturation: records delivered per second, summed over subscribers.
+    pub sat_records_per_s: f64,
+    /// Saturation: payload bytes delivered per second, summed over subscribers.
+    pub sat_bytes_per_s: f64,
+    /// Saturation: server CPU, percent of one core.
+    pub sat_cpu_pct: f64,
+    /// Latency phase: records published per second.
+    pub lat_publish_rate: f64,
+    /// Latency phase: records delivered per second, summed over subscribers.
+    pub lat_records_per_s: f64,
+    /// Latency phase: server CPU, percent of one core.
+    pub lat_cpu_pct: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    /// RSS with no subscriber, KiB.
+    pub rss_base_kib: u64,
+    /// RSS with the subscribers connected and idle, KiB.
+    pub rss_idle_kib: u64,
+    /// Largest RSS under load, KiB.
+    pub rss_loaded_kib: u64,
+    /// Records published in the cell.
+    pub sent: u64,
+    /// Records delivered, summed over subscribers.
+    pub delivered: u64,
+    pub gaps: u64,
+    pub repeats: u64,
+    /// Why the cell failed, if it did.
+    pub error: String,
+}
+
+impl CellResult {
+    /// (idle - base) / subscribers, KiB.
+    pub fn idle_per_sub_kib(&self) -> f64 {
+        self.rss_idle_kib.saturating_sub(self.rss_base_kib) as f64 / self.subscribers.max(1) as f64
+    }
+
+    /// (loaded - base) / subscribers, KiB.
+    pub fn loaded_per_sub_kib(&self) -> f64 {
+        self.rss_loaded_kib.saturating_sub(self.rss_base_kib) as f64
+            / self.subscribers.max(1) as f64
+    }
+}
+
+/// The readers of a cell.
+struct Readers {
+    stats: Vec<Arc<SubStats>>,
+    latency: Arc<Mutex<Histogram<u64>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Readers {
+    /// The smallest next-expected sequence over all readers (0 if one has none yet).
+    fn min_next(&self) -> u64 {
+        self.stats
+            .iter()
+            .map(|s| s.next().unwrap_or(0))
+            .min()
+            .unwrap_or(0)
+    }
+
+    fn delivered(&self) -> u64 {
+        self.stats.iter().map(|s| s.received()).sum()
+    }
+
+    /// Waits until every reader has everything up to `sent`, or `timeout`.
+    async fn drain(&self, sent: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.min_next() < sent {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+}
+
+impl Drop for Readers {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Publishes records with consecutive sequence numbers.
+struct Sender {
+    publisher: Publisher,
+    payload: usize,
+    next_seq: u64,
+}
+
+impl Sender {
+    async fn send(
+        &mut self,
+        count: usize,
+        kind: Kind,
+        stamp: impl Fn(u64) -> u64,
+    ) -> anyhow::Result<()> {
+        let batch: Vec<Bytes> = (0..count as u64)
+            .map(|i| {
+                let seq = self.next_seq + i;
+                payload::make(seq, stamp(seq), kind, self.payload)
+            })
+            .collect();
+        self.publisher.send(batch).await?;
+        self.next_seq += count as u64;
+        Ok(())
+    }
+}
+
+/// Runs one cell; failures are reported in the result rather than aborting the matrix.
+pub async fn run(spec: &CellSpec, placement: &Placement) -> CellResult {
+    let mut result = CellResult {
+        system: spec.system.name().to_owned(),
+        payload: spec.payload,
+        subscribers: spec.subscribers,
+        ..CellResult::default()
+    };
+    if let Err(err) = run_inner(spec, placement, &mut result).await {
+        result.error = format!("{err:#}");
+    }
+    result
+}
+
+async fn run_inner(
+    spec: &CellSpec,
+    placement: &Placement,
+    result: &mut CellResult,
+) -> anyhow::Result<()> {
+    let server = systems::start(spec.system, placement, spec.ring_bytes).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    result.rss_base_kib = procstat::rss_kib(server.pid);
+
+    let readers = connect_readers(&server, spec.subscribers).await?;
+    let mut sender = Sender {
+        publisher: Publisher::connect(&server).await?,
+        payload: spec.payload,
+        next_seq: 0,
+    };
+    warm_up(&mut sender, &readers).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    result.rss_idle_kib = procstat::rss_kib(server.pid);
+
+    let peak = PeakRss::start(server.pid);
+    let window = (1usize << 20).div_ceil(spec.payload).clamp(16, 4096) as u64;
+    let max_batch = (256usize << 10)
+        .div_ceil(spec.payload)
+        .clamp(1, sender.publisher.max_batch());
+
+    // Saturation, measured after a short ramp.
+    let ramp = (spec.phase / 4).min(Duration::from_millis(500));
+    let start = Instant::now();
+    let mut mark: Option<(Instant, u64, f64)> = None;
+    while start.elapsed() < spec.phase {
+        if mark.is_none() && start.elapsed() >= ramp {
+            mark = Some((
+                Instant::now(),
+                readers.delivered(),
+                procstat::cpu_seconds(server.pid),
+            ));
+        }
+        let allowed = readers.min_next() + window;
+        if sender.next_seq < allowed {
+            let count = ((allowed - sender.next_seq) as usize).min(max_batch);
+            sender
+                .send(count, Kind::Load, |_| payload::now_ns())
+                .await?;
+        } else {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let (t0, delivered0, cpu0) = mark.context("phase shorter than its ramp")?;
+    let elapsed = t0.elapsed().as_secs_f64();
+    result.sat_records_per_s = (readers.delivered() - delivered0) as f64 / elapsed;
+    result.sat_bytes_per_s = result.sat_records_per_s * spec.payload as f64;
+    result.sat_cpu_pct = (procstat::cpu_seconds(server.pid) - cpu0) / elapsed * 100.0;
+    readers
+        .drain(sender.next_seq, Duration::from_secs(20))
+        .await;
+
+    // Latency at half the saturation rate, open loop.
+    let rate = (result.sat_records_per_s / spec.subscribers as f64 / 2.0).max(10.0);
+    result.lat_publish_rate = rate;
+    let first = sender.next_seq;
+    let delivered0 = readers.delivered();
+    let cpu0 = procstat::cpu_seconds(server.pid);
+    let start_ns = payload::now_ns();
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let total = (rate * spec.phase.as_secs_f64()) as u64;
+    while sender.next_seq - first < total {
+        tick.tick().await;
+        let due = ((start.elapsed().as_secs_f64() * rate) as u64).min(total);
+        let count = (due.saturating_sub(sender.next_seq - first) as usize).min(max_batch);
+        if count > 0 {
+            let intended = |seq: u64| start_ns + ((seq - first) as f64 / rate * 1e9) as u64;
+            sender.send(count, Kind::Timed, intended).await?;
+        }
+    }
+    readers
+        .drain(sender.next_seq, Duration::from_secs(20))
+        .await;
+    let elapsed = start.elapsed().as_secs_f64();
+    result.lat_records_per_s = (readers.delivered() - delivered0) as f64 / elapsed;
+    result.lat_cpu_pct = (procstat::cpu_seconds(server.pid) - cpu0) / elapsed * 100.0;
+    result.rss_loaded_kib = peak.peak().max(procstat::rss_kib(server.pid));
+    drop(peak);
+
+    let hist = readers
+        .latency
+        .lock()
+        .map_err(|_| anyhow::anyhow!("histogram lock poisoned"))?;
+    result.p50_us = hist.value_at_quantile(0.5);
+    result.p99_us = hist.value_at_quantile(0.99);
+    result.p999_us = hist.value_at_quantile(0.999);
+    result.max_us = hist.max();
+    drop(hist);
+
+    result.sent = sender.next_seq;
+    result.delivered = readers.delivered();
+    result.gaps = readers.stats.iter().map(|s| s.gaps(sender.next_seq)).sum();
+    result.repeats = readers.stats.iter().map(|s| s.repeats()).sum();
+    drop(readers);
+    drop(server);
+    Ok(())
+}
+
+/// Connects `n` readers, 32 at a time.
+async fn connect_readers(server: &Server, n: usize) -> anyhow::Result<Readers> {
+    let latency = Arc::new(Mutex::new(payload::histogram()));
+    let stats: Vec<Arc<SubStats>> = (0..n).map(|_| Arc::new(SubStats::default())).collect();
+    let tasks = futures::stream::iter(stats.iter().cloned())
+        .map(|s| systems::subscribe(server, s, latency.clone()))
+        .buffered(32)
+        .try_collect()
+        .await
+        .context("connecting subscribers")?;
+    Ok(Readers {
+        stats,
+        latency,
+        tasks,
+    })
+}
+
+/// Sends one warm-up record every 10 ms until every reader has one, then lets them drain.
+async fn warm_up(sender: &mut Sender, readers: &Readers) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while readers.stats.iter().any(|s| s.next().is_none()) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "subscribers saw no record within 30 s"
+        );
+        sender.send(1, Kind::Warmup, |_| payload::now_ns()).await?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    anyhow::ensure!(
+        readers
+            .drain(sender.next_seq, Duration::from_secs(10))
+            .await,
+        "subscribers did not catch up after warm-up"
+    );
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! Flags, the matrix they select, and the top-level run.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::{
+    cell::{self, CellSpec},
+    loopback, plot, report, serve,
+    systems::{Placement, System},
+};
+
+/// The relay side by side with Redis pub/sub and NATS core: saturation throughput, latency
+/// at half of it, server CPU and memory per subscriber, gaps and repeats.
+#[derive(Debug, Parser)]
+#[command(version)]
+pub struct Cli {
+    /// Internal: run one server process for the harness.
+    #[command(subcommand)]
+    pub serve: Option<Serve>,
+    /// A small matrix (1 KiB x 1 and 10 subscribers, 1 s phases) for a smoke test.
+    #[arg(long)]
+    pub quick: bool,
+    /// Systems to run.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [System::Relay, System::Redis, System::Nats])]
+    pub systems: Vec<System>,
+    /// Payload sizes in bytes (default 100,1024,10240; --quick: 1024).
+    #[arg(long, value_delimiter = ',')]
+    pub payloads: Vec<usize>,
+    /// Subscriber counts (default 1,100,1000; --quick: 1,10).
+    #[arg(long, value_delimiter = ',')]
+    pub subscribers: Vec<usize>,
+    /// Seconds of each phase (saturation, latency) per cell (default 3; --quick: 1).
+    #[arg(long)]
+    pub phase_secs: Option<f64>,
+    /// The relay's ring size in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub ring_mib: u64,
+    /// Do not pin the server and the load generator to different CPUs.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Where results.md, results.csv and results.png go.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
+    pub out: PathBuf,
+}
+
+/// Server processes the harness starts by re-executing itself.
+#[derive(Debug, Subcommand)]
+pub enum Serve {
+    /// The emulator (the relay's upstream); prints `ENDPOINT <url>`.
+    ServeEmulator,
+    /// The relay; prints `LISTEN <addr>` once it reads every shard.
+    ServeRelay {
+        /// The emulator's endpoint.
+        #[arg(long)]
+        endpoint_url: String,
+        /// Ring bytes.
+        #[arg(long)]
+        ring_bytes: u64,
+    },
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(serve) = cli.serve {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+        let runtime = tokio::runtime::Runtime::new()?;
+        return runtime.block_on(async {
+            match serve {
+                Serve::ServeEmulator => serve::emulator().await,
+                Serve::ServeRelay {
+                    endpoint_url,
+                    ring_bytes,
+                } => serve::relay(&endpoint_url, ring_bytes).await,
+            }
+        });
+    }
+    bench(cli)
+}
+
+fn bench(cli: Cli) -> anyhow::Result<()> {
+    let pick = |given: &[usize], quick: &[usize], full: &[usize]| -> Vec<usize> {
+        match (given.is_empty(), cli.quick) {
+            (false, _) => given.to_vec(),
+            (true, true) => quick.to_vec(),
+            (true, false) => full.to_vec(),
+        }
+    };
+    let payloads = pick(&cli.payloads, &[1024], &[100, 1024, 10240]);
+    let subscribers = pick(&cli.subscribers, &[1, 10], &[1, 100, 1000]);
+    let phase =
+        Duration::from_secs_f64(cli.phase_secs.unwrap_or(if cli.quick { 1.0 } else { 3.0 }));
+    std::fs::create_dir_all(&cli.out).with_context(|| format!("creating {}", cli.out.display()))?;
+
+    // The ceiling first, with both CPUs free.
+    let loopback = loopback::measure(Duration::from_millis(1500))?;
+    eprintln!("loopback TCP ceiling: {:.0} MB/s", loopback / 1e6);
+
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let placement = if cli.no_pin || cpus < 2 {
+        Placement {
+            server_cpus: None,
+            client_cpus: None,
+        }
+    } else {
+        // The last CPU for the server, the others for the publisher, the subscribers and
+        // the relay's upstream. Pin this process before the runtime starts its threads.
+        let client = if cpus == 2 {
+            "0".to_owned()
+        } else {
+            format!("0-{}", cpus - 2)
+        };
+        pin_self(&client)?;
+        Placement {
+            server_cpus: Some((cpus - 1).to_string()),
+            client_cpus: Some(client),
+        }
+    };
+    let machine = report::Machine::describe(&placement, loopback);
+    eprintln!("{}", machine.summary());
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut results = Vec::new();
+    for &payload in &payloads {
+        for &n in &subscribers {
+            for &system in &cli.systems {
+                let spec = CellSpec {
+                    system,
+                    payload,
+                    subscribers: n,
+                    phase,
+                    ring_bytes: cli.ring_mib << 20,
+                };
+                let result = runtime.block_on(cell::run(&spec, &placement));
+                eprintln!("{}", report::line(&result));
+                results.push(result);
+                // Let sockets of the previous server close before the next starts.
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+    }
+    runtime.shutdown_timeout(Duration::from_secs(2));
+
+    let csv = cli.out.join("results.csv");
+    let md = cli.out.join("results.md");
+    let png = cli.out.join("results.png");
+    std::fs::write(&csv, report::csv(&results, &machine))?;
+    std::fs::write(&md, report::markdown(&results, &machine))?;
+    if let Err(err) = plot::draw(&results, &png) {
+        eprintln!("plot not drawn: {err:#}");
+    }
+    println!("{}", report::markdown(&results, &machine));
+    eprintln!(
+        "wrote {}, {}, {}",
+        md.display(),
+        csv.display(),
+        png.display()
+    );
+    Ok(())
+}
+
+/// Pins this process (and the threads it starts later) to `cpus` with taskset.
+fn pin_self(cpus: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("running taskset (util-linux)")?;
+    anyhow::ensure!(status.success(), "taskset failed: {status}");
+    Ok(())
+}

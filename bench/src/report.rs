@@ -1,0 +1,256 @@
+//! The Markdown table and the CSV.
+
+use std::fmt::Write;
+
+use crate::{cell::CellResult, systems::Placement};
+
+/// What the figures were measured on.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub cpu: String,
+    pub cpus: usize,
+    pub mem_gib: f64,
+    pub kernel: String,
+    pub redis: String,
+    pub nats: String,
+    pub placement: String,
+    /// Loopback TCP ceiling, bytes/s.
+    pub loopback: f64,
+}
+
+impl Machine {
+    pub fn describe(placement: &Placement, loopback: f64) -> Self {
+        let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        let cpuinfo = read("/proc/cpuinfo");
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+            .unwrap_or_else(|| "unknown CPU".into());
+        let mem_kib: f64 = read("/proc/meminfo")
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0.0);
+        let version = |program: &str, arg: &str| {
+            std::process::Command::new(program)
+                .arg(arg)
+                .output()
+                .ok()
+                .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+                .unwrap_or_else(|| "not installed".into())
+        };
+        let placement = match (&placement.server_cpus, &placement.client_cpus) {
+            (Some(server), Some(client)) => format!(
+                "server pinned to CPU {server}; publisher, subscribers (and the relay's emulator upstream) pinned to CPU {client} (taskset)"
+            ),
+            _ => "not pinned".into(),
+        };
+        Self {
+            cpu,
+            cpus: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .max(
+                    cpuinfo
+                        .lines()
+                        .filter(|l| l.starts_with("processor"))
+                        .count(),
+                ),
+            mem_gib: mem_kib / (1 << 20) as f64,
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+            redis: version("redis-server", "--version"),
+            nats: version("nats-server", "--version"),
+            placement,
+            loopback,
+        }
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "{} x {}, {:.1} GiB, Linux {}; {}; {}; {}; loopback TCP ceiling {:.0} MB/s",
+            self.cpus,
+            self.cpu,
+            self.mem_gib,
+            self.kernel,
+            self.redis,
+            self.nats,
+            self.placement,
+            self.loopback / 1e6
+        )
+    }
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+fn size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1024 && b % 1024 == 0 => format!("{} KiB", b / 1024),
+        b => format!("{b} B"),
+    }
+}
+
+/// One progress line.
+pub fn line(r: &CellResult) -> String {
+    if !r.error.is_empty() {
+        return format!(
+            "{:5} {:>6} x {:>4}: FAILED: {}",
+            r.system,
+            size(r.payload),
+            r.subscribers,
+            r.error
+        );
+    }
+    format!(
+        "{:5} {:>6} x {:>4}: {:>10.0} rec/s {:>8.1} MB/s cpu {:>3.0}% | p50 {} p99 {} p99.9 {} ms at {:.0}/s | KiB/sub idle {:.1} loaded {:.1} | gaps {} repeats {}",
+        r.system,
+        size(r.payload),
+        r.subscribers,
+        r.sat_records_per_s,
+        r.sat_bytes_per_s / 1e6,
+        r.sat_cpu_pct,
+        ms(r.p50_us),
+        ms(r.p99_us),
+        ms(r.p999_us),
+        r.lat_publish_rate,
+        r.idle_per_sub_kib(),
+        r.loaded_per_sub_kib(),
+        r.gaps,
+        r.repeats
+    )
+}
+
+/// The delivered records/s of `system` in the cell of `r`.
+fn peer<'a>(results: &'a [CellResult], r: &CellResult, system: &str) -> Option<&'a CellResult> {
+    results.iter().find(|o| {
+        o.system == system
+            && o.payload == r.payload
+            && o.subscribers == r.subscribers
+            && o.error.is_empty()
+    })
+}
+
+pub fn markdown(results: &[CellResult], machine: &Machine) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Machine: {}.\n", machine.summary());
+    let _ = writeln!(
+        out,
+        "| system | payload | subs | delivered rec/s | delivered MB/s | % loopback | CPU % sat | p50 ms | p99 ms | p99.9 ms | at rec/s | CPU % half | RSS base MiB | KiB/sub idle | KiB/sub loaded | gaps | repeats |"
+    );
+    let _ = writeln!(
+        out,
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    );
+    for r in results {
+        if !r.error.is_empty() {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | failed: {} |||||||||||||",
+                r.system,
+                size(r.payload),
+                r.subscribers,
+                r.error.replace('|', "/")
+            );
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            r.system,
+            size(r.payload),
+            r.subscribers,
+            r.sat_records_per_s,
+            r.sat_bytes_per_s / 1e6,
+            r.sat_bytes_per_s / machine.loopback * 100.0,
+            r.sat_cpu_pct,
+            ms(r.p50_us),
+            ms(r.p99_us),
+            ms(r.p999_us),
+            r.lat_publish_rate,
+            r.lat_cpu_pct,
+            r.rss_base_kib as f64 / 1024.0,
+            r.idle_per_sub_kib(),
+            r.loaded_per_sub_kib(),
+            r.gaps,
+            r.repeats
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nRelay delivered records/s as a ratio of each peer's (> 1: the relay is faster):\n"
+    );
+    let _ = writeln!(out, "| payload | subs | relay / redis | relay / nats |");
+    let _ = writeln!(out, "|---|--:|--:|--:|");
+    for r in results
+        .iter()
+        .filter(|r| r.system == "relay" && r.error.is_empty())
+    {
+        let ratio = |system| {
+            peer(results, r, system)
+                .filter(|p| p.sat_records_per_s > 0.0)
+                .map_or("-".to_owned(), |p| {
+                    format!("{:.2}", r.sat_records_per_s / p.sat_records_per_s)
+                })
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            size(r.payload),
+            r.subscribers,
+            ratio("redis"),
+            ratio("nats")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nColumns: delivered = records received per second summed over all subscribers at saturation \
+         (closed loop: the publisher stays at most ~1 MiB of records ahead of the slowest subscriber); \
+         % loopback = delivered payload bytes/s over the loopback TCP ceiling ({:.0} MB/s, one plain socket); \
+         CPU % = server process CPU (user+system, /proc/<pid>/stat) in percent of one core; \
+         p50/p99/p99.9 = publish-to-receive latency, open loop at half the saturation rate (records stamped \
+         with their intended send time), over all deliveries; for the relay this includes PutRecords into \
+         the emulator and its SubscribeToShard push; KiB/sub = (RSS - RSS with no subscriber) / subscribers, \
+         idle after connecting and loaded at the peak (for the relay, loaded includes its ring of records); \
+         gaps/repeats = sequence numbers missed/repeated, summed over subscribers.",
+        machine.loopback / 1e6
+    );
+    out
+}
+
+pub fn csv(results: &[CellResult], machine: &Machine) -> String {
+    let mut out = String::from(
+        "system,payload_bytes,subscribers,sat_records_per_s,sat_bytes_per_s,loopback_fraction,sat_cpu_pct,lat_publish_rate,lat_records_per_s,lat_cpu_pct,p50_us,p99_us,p999_us,max_us,rss_base_kib,rss_idle_kib,rss_loaded_kib,idle_kib_per_sub,loaded_kib_per_sub,sent,delivered,gaps,repeats,error\n",
+    );
+    for r in results {
+        let _ = writeln!(
+            out,
+            "{},{},{},{:.0},{:.0},{:.4},{:.1},{:.1},{:.0},{:.1},{},{},{},{},{},{},{},{:.2},{:.2},{},{},{},{},\"{}\"",
+            r.system,
+            r.payload,
+            r.subscribers,
+            r.sat_records_per_s,
+            r.sat_bytes_per_s,
+            r.sat_bytes_per_s / machine.loopback,
+            r.sat_cpu_pct,
+            r.lat_publish_rate,
+            r.lat_records_per_s,
+            r.lat_cpu_pct,
+            r.p50_us,
+            r.p99_us,
+            r.p999_us,
+            r.max_us,
+            r.rss_base_kib,
+            r.rss_idle_kib,
+            r.rss_loaded_kib,
+            r.idle_per_sub_kib(),
+            r.loaded_per_sub_kib(),
+            r.sent,
+            r.delivered,
+            r.gaps,
+            r.repeats,
+            r.error.replace('"', "'")
+        );
+    }
+    out
+}

@@ -1,0 +1,86 @@
+//! The subcommands the harness re-executes itself as: the emulator (the relay's upstream)
+//! and the relay, each in its own process so the relay's CPU and memory are its own.
+//! Each prints one line on stdout once ready, then runs until killed.
+
+use std::{io::Write, net::SocketAddr, time::Duration};
+
+use kinesis_emulator::Emulator;
+use kinesis_relay::{
+    RelayConfig,
+    embedded::client_for,
+    hub::{ReaderState, RingLimits},
+    ingest::{IngestSettings, InitialPosition},
+    service::{ServeSettings, TransportSettings},
+};
+use kinesis_relay_api::v1::StreamStatus;
+
+/// The stream every relay cell uses: one shard, so sequence numbers arrive in order.
+pub const STREAM: &str = "bench";
+
+/// Runs the emulator with [`STREAM`] (push delay zero, limits off) and prints
+/// `ENDPOINT <url>`.
+pub async fn emulator() -> anyhow::Result<()> {
+    let emulator = Emulator::builder()
+        .stream(STREAM, 1)
+        .push_delay(Duration::ZERO)
+        .limits(false)
+        .consumer_activation_delay(Duration::from_millis(50))
+        .start()
+        .await?;
+    announce(&format!("ENDPOINT {}", emulator.endpoint_url()))?;
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// Runs the relay on `endpoint` with default serving settings and a `ring_bytes` ring,
+/// waits until it reads every shard, then prints `LISTEN <addr>`.
+pub async fn relay(endpoint: &str, ring_bytes: u64) -> anyhow::Result<()> {
+    let config = RelayConfig {
+        streams: vec![STREAM.to_owned()],
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ingest: IngestSettings {
+            consumer_name: "bench".into(),
+            initial_position: InitialPosition::TrimHorizon,
+            min_subscribe_interval: Duration::from_millis(100),
+            ..IngestSettings::default()
+        },
+        rings: RingLimits {
+            max_bytes: usize::try_from(ring_bytes)?,
+            ..RingLimits::default()
+        },
+        serve: ServeSettings::default(),
+        transport: TransportSettings::default(),
+        security: Default::default(),
+        admin: Default::default(),
+    };
+    let relay = kinesis_relay::start(config, client_for(endpoint)).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let active = relay.hubs.iter().all(|hub| {
+            let state = hub.read();
+            state.status() == StreamStatus::Active
+                && state
+                    .shards
+                    .values()
+                    .all(|slot| slot.state == ReaderState::Reading)
+        });
+        if active {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the relay did not start reading within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    announce(&format!("LISTEN {}", relay.local_addr))?;
+    relay.run_until(std::future::pending()).await
+}
+
+/// Prints the readiness line and flushes it (stdout is a pipe).
+fn announce(line: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
+}

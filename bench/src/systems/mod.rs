@@ -1,0 +1,247 @@
+//! The systems under test: how to start each server, publish to it and subscribe to it.
+//! Every subscriber has its own connection, as separate readers would.
+
+mod nats;
+mod redis;
+mod relay;
+
+use std::{
+    net::TcpListener,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::Context;
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+    task::JoinHandle,
+};
+
+use crate::payload::SubStats;
+
+/// A system under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum System {
+    /// kinesis-relay on the project's emulator (push delay zero, limits off).
+    Relay,
+    /// Debian's redis-server, PUBLISH / SUBSCRIBE.
+    Redis,
+    /// Debian's nats-server, core publish / subscribe.
+    Nats,
+}
+
+impl System {
+    /// The name used in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Relay => "relay",
+            System::Redis => "redis",
+            System::Nats => "nats",
+        }
+    }
+}
+
+/// Which CPUs the server and the load generator run on.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// `taskset -c` list for the server under test, if pinning.
+    pub server_cpus: Option<String>,
+    /// `taskset -c` list for helper processes of the load side (the relay's upstream).
+    pub client_cpus: Option<String>,
+}
+
+/// A running server process (and its helpers), killed on drop.
+#[derive(Debug)]
+pub struct Server {
+    /// The system.
+    pub system: System,
+    /// The process whose CPU and memory are measured.
+    pub pid: u32,
+    /// Where clients connect (`host:port`).
+    pub addr: String,
+    /// For the relay: the emulator's endpoint URL, where the publisher writes.
+    pub upstream: Option<String>,
+    /// The processes, the measured one last; killed on drop (`kill_on_drop`).
+    _children: Vec<Child>,
+}
+
+/// Starts `system`, pinned as `placement` says, and waits until it accepts clients.
+pub async fn start(
+    system: System,
+    placement: &Placement,
+    ring_bytes: u64,
+) -> anyhow::Result<Server> {
+    match system {
+        System::Relay => relay::start(placement, ring_bytes).await,
+        System::Redis => {
+            let port = free_port()?;
+            let child = spawn(
+                placement.server_cpus.as_deref(),
+                "redis-server",
+                &[
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--protected-mode",
+                    "no",
+                    "--loglevel",
+                    "warning",
+                    "--maxclients",
+                    "10000",
+                ],
+                false,
+            )?;
+            finish_tcp_start(system, child, format!("127.0.0.1:{port}")).await
+        }
+        System::Nats => {
+            let port = free_port()?;
+            let child = spawn(
+                placement.server_cpus.as_deref(),
+                "nats-server",
+                &["-a", "127.0.0.1", "-p", &port.to_string()],
+                false,
+            )?;
+            finish_tcp_start(system, child, format!("127.0.0.1:{port}")).await
+        }
+    }
+}
+
+/// Waits until `addr` accepts TCP connections.
+async fn finish_tcp_start(system: System, child: Child, addr: String) -> anyhow::Result<Server> {
+    let pid = child.id().context("server exited at once")?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(&addr).await.is_err() {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{} did not accept connections on {addr} within 10 s",
+            system.name()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(Server {
+        system,
+        pid,
+        addr,
+        upstream: None,
+        _children: vec![child],
+    })
+}
+
+/// A port free right now on loopback.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Spawns `program args`, under `taskset -c cpus` when given (taskset execs, so the pid is
+/// the program's). With `stdout_piped`, stdout is readable for a readiness line.
+fn spawn(
+    cpus: Option<&str>,
+    program: &str,
+    args: &[&str],
+    stdout_piped: bool,
+) -> anyhow::Result<Child> {
+    let mut command = match cpus {
+        Some(cpus) => {
+            let mut command = Command::new("taskset");
+            command.args(["-c", cpus, program]);
+            command
+        }
+        None => Command::new(program),
+    };
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(if stdout_piped {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stderr(if stdout_piped {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .kill_on_drop(true);
+    command
+        .spawn()
+        .with_context(|| format!("starting {program} (run bench/install-peers.sh?)"))
+}
+
+/// Reads lines of `child`'s stdout until one starts with `prefix`; returns the rest.
+async fn ready_line(child: &mut Child, prefix: &str) -> anyhow::Result<String> {
+    let stdout = child.stdout.take().context("stdout is piped")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let read = async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return Ok(rest.trim().to_owned());
+            }
+        }
+        anyhow::bail!("process exited before printing {prefix}")
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .with_context(|| format!("waiting for {prefix}"))?
+}
+
+/// Publishes batches of payloads to one system.
+pub enum Publisher {
+    /// PutRecords to the relay's upstream.
+    Relay(aws_sdk_kinesis::Client),
+    /// Pipelined PUBLISH.
+    Redis(::redis::aio::MultiplexedConnection),
+    /// Core publish, flushed per batch.
+    Nats(async_nats::Client),
+}
+
+impl Publisher {
+    /// Connects a publisher to `server`.
+    pub async fn connect(server: &Server) -> anyhow::Result<Self> {
+        match server.system {
+            System::Relay => relay::publisher(server),
+            System::Redis => redis::publisher(server).await,
+            System::Nats => nats::publisher(server).await,
+        }
+    }
+
+    /// Sends `batch` in order and waits until the system has taken it.
+    pub async fn send(&mut self, batch: Vec<Bytes>) -> anyhow::Result<()> {
+        match self {
+            Publisher::Relay(client) => relay::send(client, batch).await,
+            Publisher::Redis(conn) => redis::send(conn, batch).await,
+            Publisher::Nats(client) => nats::send(client, batch).await,
+        }
+    }
+
+    /// The largest batch worth sending in one call.
+    pub fn max_batch(&self) -> usize {
+        match self {
+            // PutRecords takes at most 500 entries.
+            Publisher::Relay(_) => 500,
+            Publisher::Redis(_) | Publisher::Nats(_) => 1000,
+        }
+    }
+}
+
+/// Subscribes one reader to `server`; returns once the subscription is in place, with the
+/// task that reads it into `stats` (and timed records into `latency`).
+pub async fn subscribe(
+    server: &Server,
+    stats: Arc<SubStats>,
+    latency: Arc<Mutex<Histogram<u64>>>,
+) -> anyhow::Result<JoinHandle<()>> {
+    match server.system {
+        System::Relay => relay::subscribe(server, stats, latency).await,
+        System::Redis => redis::subscribe(server, stats, latency).await,
+        System::Nats => nats::subscribe(server, stats, latency).await,
+    }
+}

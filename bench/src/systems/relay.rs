@@ -1,0 +1,119 @@
+//! kinesis-relay: the harness re-executes itself as `serve-emulator` (the upstream, on the
+//! load side's CPUs) and `serve-relay` (on the server's CPUs). The publisher writes with
+//! PutRecords; each subscriber is its own gRPC connection with the generated client.
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use aws_sdk_kinesis::{primitives::Blob, types::PutRecordsRequestEntry};
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use kinesis_relay_api::v1::{
+    LagPolicy, Latest, SubscribeRequest, relay_client::RelayClient, subscribe_request,
+    subscribe_response::Event,
+};
+use tokio::task::JoinHandle;
+
+use super::{Placement, Server, System, ready_line, spawn};
+use crate::{payload::SubStats, serve::STREAM};
+
+pub async fn start(placement: &Placement, ring_bytes: u64) -> anyhow::Result<Server> {
+    let exe = std::env::current_exe().context("locating the bench binary")?;
+    let exe = exe.to_str().context("bench binary path is not UTF-8")?;
+    let mut emulator = spawn(
+        placement.client_cpus.as_deref(),
+        exe,
+        &["serve-emulator"],
+        true,
+    )?;
+    let endpoint = ready_line(&mut emulator, "ENDPOINT").await?;
+    let mut relay = spawn(
+        placement.server_cpus.as_deref(),
+        exe,
+        &[
+            "serve-relay",
+            "--endpoint-url",
+            &endpoint,
+            "--ring-bytes",
+            &ring_bytes.to_string(),
+        ],
+        true,
+    )?;
+    let addr = ready_line(&mut relay, "LISTEN").await?;
+    let pid = relay.id().context("relay exited at once")?;
+    Ok(Server {
+        system: System::Relay,
+        pid,
+        addr,
+        upstream: Some(endpoint),
+        _children: vec![emulator, relay],
+    })
+}
+
+pub fn publisher(server: &Server) -> anyhow::Result<super::Publisher> {
+    let endpoint = server
+        .upstream
+        .as_deref()
+        .context("relay has an upstream")?;
+    Ok(super::Publisher::Relay(
+        kinesis_relay::embedded::client_for(endpoint),
+    ))
+}
+
+pub async fn send(client: &aws_sdk_kinesis::Client, batch: Vec<Bytes>) -> anyhow::Result<()> {
+    let entries = batch
+        .into_iter()
+        .map(|payload| {
+            PutRecordsRequestEntry::builder()
+                .partition_key("k")
+                .data(Blob::new(payload.to_vec()))
+                .build()
+                .context("record entry")
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let output = client
+        .put_records()
+        .stream_name(STREAM)
+        .set_records(Some(entries))
+        .send()
+        .await
+        .context("PutRecords")?;
+    anyhow::ensure!(
+        output.failed_record_count().unwrap_or(0) == 0,
+        "PutRecords failed {} records",
+        output.failed_record_count().unwrap_or(0)
+    );
+    Ok(())
+}
+
+pub async fn subscribe(
+    server: &Server,
+    stats: Arc<SubStats>,
+    latency: Arc<Mutex<Histogram<u64>>>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let mut client = RelayClient::connect(format!("http://{}", server.addr))
+        .await
+        .context("connecting to the relay")?
+        .max_decoding_message_size(64 << 20);
+    let request = SubscribeRequest {
+        stream: STREAM.to_owned(),
+        starting_position: Some(subscribe_request::StartingPosition::Latest(Latest {})),
+        on_lag: LagPolicy::Skip as i32,
+        ..SubscribeRequest::default()
+    };
+    // The relay fixes the starting position before it answers with headers.
+    let mut stream = client
+        .subscribe(request)
+        .await
+        .context("Subscribe")?
+        .into_inner();
+    Ok(tokio::spawn(async move {
+        while let Ok(Some(response)) = stream.message().await {
+            if let Some(Event::Records(batch)) = response.event {
+                for record in &batch.records {
+                    stats.observe(&record.data, &latency);
+                }
+            }
+        }
+    }))
+}

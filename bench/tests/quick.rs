@@ -1,0 +1,53 @@
+//! Smoke test: `--quick` runs every system and each delivers records with no gaps or
+//! repeats. Nothing about speed is asserted. Needs `bench/install-peers.sh`.
+
+use std::process::Command;
+
+#[test]
+fn quick_matrix_delivers_every_record_on_every_system() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let status = Command::new(env!("CARGO_BIN_EXE_kinesis-relay-bench"))
+        .args(["--quick", "--out"])
+        .arg(out.path())
+        .status()
+        .expect("the bench binary runs (redis-server and nats-server: bench/install-peers.sh)");
+    assert!(status.success(), "bench --quick failed: {status}");
+
+    let csv = std::fs::read_to_string(out.path().join("results.csv")).expect("results.csv");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("column {name}"))
+    };
+    let (system, delivered, gaps, repeats, error) = (
+        column("system"),
+        column("delivered"),
+        column("gaps"),
+        column("repeats"),
+        column("error"),
+    );
+    let mut seen = Vec::new();
+    for line in lines {
+        let fields: Vec<&str> = line.splitn(header.len(), ',').collect();
+        let cell = format!("{line}");
+        assert_eq!(fields[error], "\"\"", "cell failed: {cell}");
+        assert!(
+            fields[delivered].parse::<u64>().unwrap() > 0,
+            "nothing delivered: {cell}"
+        );
+        assert_eq!(fields[gaps], "0", "gaps: {cell}");
+        assert_eq!(fields[repeats], "0", "repeats: {cell}");
+        seen.push(fields[system].to_owned());
+    }
+    for expected in ["relay", "redis", "nats"] {
+        assert!(
+            seen.iter().any(|s| s == expected),
+            "{expected} did not run: {csv}"
+        );
+    }
+    assert!(out.path().join("results.md").exists());
+    assert!(out.path().join("results.png").exists());
+}
