@@ -48,7 +48,7 @@ pub enum Failure {
         message: String,
     },
     /// A local file could not be read or written.
-    #[error("{what} {path}: {cause}")]
+    #[error("{what} {path}: {cause}; check the path and its permissions")]
     LocalFile {
         /// What the file is for ("checkpoint", "archive directory", ...).
         what: &'static str,

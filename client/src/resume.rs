@@ -38,6 +38,8 @@ pub const CURSOR_TRAILER: &str = "kinesis-relay-cursor";
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 /// Largest reconnection delay.
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
+/// Least time between two reports of a relay that stays unreachable.
+const RETRY_NOTICE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What one response brought, after reconnections and duplicate removal.
 #[derive(Debug)]
@@ -90,6 +92,8 @@ pub struct Resuming {
     delivered: Delivered,
     /// The stream name (resolved from the relay when not given).
     stream_name: Option<String>,
+    /// When a retry was last reported, so a long outage is reported now and then.
+    last_notice: Option<Instant>,
 }
 
 impl Resuming {
@@ -134,6 +138,7 @@ impl Resuming {
             lag_warning: selection.lag_warning,
             lagging: HashSet::new(),
             delivered,
+            last_notice: None,
         }
     }
 
@@ -174,6 +179,7 @@ impl Resuming {
             };
             self.failing_since = None;
             self.last_failure = None;
+            self.last_notice = None;
             self.backoff.reset();
             if !message.cursor.is_empty() {
                 self.cursor = Some(message.cursor.clone());
@@ -294,7 +300,11 @@ impl Resuming {
                         since.elapsed().as_secs_f64()
                     )));
                 }
-                let delay = self.backoff.next_delay();
+                // Never sleep past the retry budget: the last attempt comes at its end.
+                let delay = self
+                    .backoff
+                    .next_delay()
+                    .min(self.retry_timeout.saturating_sub(since.elapsed()));
                 debug!(?delay, "waiting before reconnecting");
                 tokio::time::sleep(delay).await;
             }
@@ -305,7 +315,19 @@ impl Resuming {
                 }
                 Err(Attempt::Transient(failure)) => {
                     debug!(cause = %failure, "attempt failed");
-                    self.failing_since.get_or_insert_with(Instant::now);
+                    let since = *self.failing_since.get_or_insert_with(Instant::now);
+                    let quiet = self
+                        .last_notice
+                        .is_some_and(|at| at.elapsed() < RETRY_NOTICE_INTERVAL);
+                    if !self.retry_timeout.is_zero() && !quiet {
+                        notice!(
+                            "{failure}; retrying for up to {:.0}s more",
+                            self.retry_timeout
+                                .saturating_sub(since.elapsed())
+                                .as_secs_f64()
+                        );
+                        self.last_notice = Some(Instant::now());
+                    }
                     self.last_failure = Some(failure);
                 }
                 Err(Attempt::Fatal(failure)) => {

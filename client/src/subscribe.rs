@@ -1,7 +1,7 @@
 //! `subscribe`: print records as they arrive until `--count`, `--duration`, a signal or a
 //! closed output, keeping the checkpoint.
 
-use std::io;
+use std::{io, time::Duration};
 
 use tokio::{
     io::AsyncWriteExt,
@@ -19,6 +19,9 @@ use crate::{
     resume::{Delivery, Resuming, cursor_after},
     shutdown::Signals,
 };
+
+/// How long a write to stdout may still take after Ctrl-C before it is abandoned.
+const WRITE_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs `subscribe`.
 pub async fn run(
@@ -98,13 +101,25 @@ pub async fn run(
                 record,
             );
         }
-        // Waiting on a stalled reader of stdout must not make the process deaf to Ctrl-C.
+        // Waiting on a stalled reader of stdout must not make the process deaf to Ctrl-C; a
+        // signal during a write that completes within the grace period still counts the
+        // write (its records are out, the checkpoint must cover them).
+        let write = async {
+            stdout.write_all(&buffer).await?;
+            stdout.flush().await
+        };
+        tokio::pin!(write);
+        let mut interrupted = false;
         let wrote = tokio::select! {
-            wrote = async {
-                stdout.write_all(&buffer).await?;
-                stdout.flush().await
-            } => wrote,
-            _ = signals.recv() => break Ok(ExitCode::Interrupted),
+            biased;
+            wrote = &mut write => wrote,
+            _ = signals.recv() => match tokio::time::timeout(WRITE_GRACE, &mut write).await {
+                Ok(wrote) => {
+                    interrupted = true;
+                    wrote
+                }
+                Err(_) => break Ok(ExitCode::Interrupted),
+            },
         };
         match wrote {
             Ok(()) => {}
@@ -124,6 +139,9 @@ pub async fn run(
             Some(last) if used.len() < records.len() => cursor_after(&cursor, &shard_id, last)?,
             _ => cursor,
         });
+        if interrupted {
+            break Ok(ExitCode::Interrupted);
+        }
         if let Err(err) = save(&mut checkpoint, &written, false) {
             break Err(err.into());
         }

@@ -250,7 +250,7 @@ async fn checkpoint_resumes_the_next_run_where_the_last_stopped() {
     assert_eq!(rest.code, 0, "{}", rest.stderr);
     let mut late = rest.lines();
     late.sort();
-    assert_eq!(late, ["late-0", "late-1", "late-2"]);
+    assert_eq!(late, ["late-0", "late-1", "late-2"], "{}", rest.stderr);
     setup.shutdown().await;
 }
 
