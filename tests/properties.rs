@@ -14,12 +14,14 @@ use proptest::prelude::*;
 fn position() -> impl Strategy<Value = Position> {
     prop_oneof![
         Just(Position::Start),
-        ("[1-9][0-9]{0,60}", proptest::option::of(any::<u64>())).prop_map(|(sequence, sub_sequence)| {
-            Position::After {
-                sequence: sequence.parse().unwrap(),
-                sub_sequence,
+        ("[1-9][0-9]{0,60}", proptest::option::of(any::<u64>())).prop_map(
+            |(sequence, sub_sequence)| {
+                Position::After {
+                    sequence: sequence.parse().unwrap(),
+                    sub_sequence,
+                }
             }
-        }),
+        ),
     ]
 }
 
@@ -28,7 +30,9 @@ fn cursor() -> impl Strategy<Value = Cursor> {
         "[a-zA-Z0-9_.-]{1,128}",
         proptest::collection::btree_map("shardId-[0-9]{12}", position(), 0..20),
     )
-        .prop_map(|(stream, shards): (String, BTreeMap<String, Position>)| Cursor { stream, shards })
+        .prop_map(
+            |(stream, shards): (String, BTreeMap<String, Position>)| Cursor { stream, shards },
+        )
 }
 
 fn user_record() -> impl Strategy<Value = UserRecord> {

@@ -75,10 +75,12 @@ pub fn event_frame_round_trips(payload: &[u8]) -> bool {
     match read_message_from(frame.as_ref()) {
         Ok(message) => {
             message.payload().as_ref() == payload
-                && message
-                    .headers()
-                    .iter()
-                    .any(|h| h.name().as_str() == ":event-type" && h.value().as_string().is_ok_and(|v| v.as_str() == "SubscribeToShardEvent"))
+                && message.headers().iter().any(|h| {
+                    h.name().as_str() == ":event-type"
+                        && h.value()
+                            .as_string()
+                            .is_ok_and(|v| v.as_str() == "SubscribeToShardEvent")
+                })
         }
         Err(_) => false,
     }

@@ -6,21 +6,53 @@ use kinesis_emulator::fuzzing::{RequestHarness, event_frame_round_trips};
 use proptest::prelude::*;
 
 const OPERATIONS: [&str; 19] = [
-    "CreateStream", "DeleteStream", "DescribeStream", "DescribeStreamSummary", "ListStreams",
-    "ListShards", "SplitShard", "MergeShards", "UpdateShardCount", "PutRecord", "PutRecords",
-    "GetShardIterator", "GetRecords", "RegisterStreamConsumer", "DescribeStreamConsumer",
-    "ListStreamConsumers", "DeregisterStreamConsumer", "SubscribeToShard", "NoSuchOperation",
+    "CreateStream",
+    "DeleteStream",
+    "DescribeStream",
+    "DescribeStreamSummary",
+    "ListStreams",
+    "ListShards",
+    "SplitShard",
+    "MergeShards",
+    "UpdateShardCount",
+    "PutRecord",
+    "PutRecords",
+    "GetShardIterator",
+    "GetRecords",
+    "RegisterStreamConsumer",
+    "DescribeStreamConsumer",
+    "ListStreamConsumers",
+    "DeregisterStreamConsumer",
+    "SubscribeToShard",
+    "NoSuchOperation",
 ];
 
 /// JSON-shaped bodies with the field names the operations read, so inputs get past parsing.
 fn json_body() -> impl Strategy<Value = Vec<u8>> {
     let field = prop_oneof![
-        Just("StreamName"), Just("StreamARN"), Just("ShardCount"), Just("PartitionKey"),
-        Just("Data"), Just("Records"), Just("ShardId"), Just("ShardIteratorType"),
-        Just("StartingSequenceNumber"), Just("Timestamp"), Just("ShardIterator"), Just("Limit"),
-        Just("ConsumerName"), Just("ConsumerARN"), Just("ExclusiveStartShardId"), Just("MaxResults"),
-        Just("NextToken"), Just("ShardToSplit"), Just("NewStartingHashKey"), Just("ExplicitHashKey"),
-        Just("TargetShardCount"), Just("StartingPosition"), Just("ShardFilter"),
+        Just("StreamName"),
+        Just("StreamARN"),
+        Just("ShardCount"),
+        Just("PartitionKey"),
+        Just("Data"),
+        Just("Records"),
+        Just("ShardId"),
+        Just("ShardIteratorType"),
+        Just("StartingSequenceNumber"),
+        Just("Timestamp"),
+        Just("ShardIterator"),
+        Just("Limit"),
+        Just("ConsumerName"),
+        Just("ConsumerARN"),
+        Just("ExclusiveStartShardId"),
+        Just("MaxResults"),
+        Just("NextToken"),
+        Just("ShardToSplit"),
+        Just("NewStartingHashKey"),
+        Just("ExplicitHashKey"),
+        Just("TargetShardCount"),
+        Just("StartingPosition"),
+        Just("ShardFilter"),
     ];
     let value = prop_oneof![
         Just("\"fuzz\"".to_owned()),
@@ -29,12 +61,19 @@ fn json_body() -> impl Strategy<Value = Vec<u8>> {
         Just("[{\"Data\":\"aGk=\",\"PartitionKey\":\"k\"}]".to_owned()),
         Just("{\"Type\":\"LATEST\"}".to_owned()),
         any::<i64>().prop_map(|n| n.to_string()),
-        any::<f64>().prop_map(|n| if n.is_finite() { n.to_string() } else { "0".to_owned() }),
+        any::<f64>().prop_map(|n| if n.is_finite() {
+            n.to_string()
+        } else {
+            "0".to_owned()
+        }),
         ".{0,40}".prop_map(|s| serde_json::to_string(&s).unwrap()),
         Just("null".to_owned()),
     ];
     proptest::collection::vec((field, value), 0..6).prop_map(|fields| {
-        let body: Vec<String> = fields.into_iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+        let body: Vec<String> = fields
+            .into_iter()
+            .map(|(k, v)| format!("\"{k}\":{v}"))
+            .collect();
         format!("{{{}}}", body.join(",")).into_bytes()
     })
 }
