@@ -27,6 +27,9 @@ use crate::{
 /// Bytes of records in one batch; keeps responses under gRPC's default 4 MiB message limit
 /// (a single Kinesis record is at most 1 MiB).
 const MAX_BATCH_BYTES: usize = 3 << 20;
+/// Records looked at per batch, sent or filtered out, so that a filtering subscriber holds
+/// the hub's read lock only briefly.
+const MAX_SCAN: u64 = 4096;
 
 /// Where a subscription starts.
 #[derive(Debug, Clone)]
@@ -94,6 +97,12 @@ pub enum OpenError {
         /// The shard asked for.
         shard: String,
     },
+    /// The relay has not listed the stream's shards yet.
+    #[error("the relay is still starting to read stream {stream:?}; retry in a moment")]
+    Starting {
+        /// The stream.
+        stream: String,
+    },
     /// A cursor of another stream.
     #[error(
         "the cursor belongs to stream {cursor_stream:?}, not {stream:?}; use a cursor from this stream"
@@ -139,6 +148,9 @@ struct ShardPosition {
     announce: bool,
     /// Whether the shard was read to its end and ENDED was sent.
     ended: bool,
+    /// Whether the position is older than the ring although `next` is not below its base
+    /// (a shard learned after resuming from an old cursor): the lag policy applies.
+    behind: bool,
 }
 
 /// One subscriber's state.
@@ -156,6 +168,8 @@ pub struct Subscription {
     on_lag: LagPolicy,
     /// Most records per batch.
     max_batch: usize,
+    /// Positions of the cursor it resumed from, for shards the relay learns later.
+    resumed: BTreeMap<String, Position>,
 }
 
 impl Subscription {
@@ -163,6 +177,9 @@ impl Subscription {
     pub fn open(hub: &StreamHub, spec: SubscriptionSpec) -> Result<Self, OpenError> {
         let state = hub.read();
         let stream = hub.name().to_owned();
+        if !state.started {
+            return Err(OpenError::Starting { stream });
+        }
         if let Start::AfterCursor(cursor) = &spec.start
             && cursor.stream != stream
         {
@@ -230,6 +247,7 @@ impl Subscription {
                     last,
                     announce: false,
                     ended,
+                    behind: false,
                 },
             );
         }
@@ -240,6 +258,10 @@ impl Subscription {
             filter: spec.filter,
             on_lag: spec.on_lag,
             max_batch: spec.max_batch.max(1),
+            resumed: match spec.start {
+                Start::AfterCursor(cursor) => cursor.shards,
+                _ => BTreeMap::new(),
+            },
         })
     }
 
@@ -266,20 +288,29 @@ impl Subscription {
         let state = hub.read();
         let mut progressed = false;
         if self.all_shards {
-            for id in state.shards.keys() {
-                if !self.shards.contains_key(id) {
-                    // A shard that appeared after the subscription started (a child after
-                    // resharding): read it from its first record.
-                    self.shards.insert(
-                        id.clone(),
-                        ShardPosition {
-                            next: 0,
-                            last: Position::Start,
-                            announce: true,
-                            ended: false,
-                        },
-                    );
+            for (id, slot) in &state.shards {
+                if self.shards.contains_key(id) {
+                    continue;
                 }
+                // A shard that appeared after the subscription started: a child after
+                // resharding, read from its first record, or a shard the relay learned
+                // after this subscription resumed from a cursor that names it.
+                let last = self.resumed.get(id).cloned().unwrap_or(Position::Start);
+                let (next, behind) = match slot.ring.seek_after(&last) {
+                    Seek::At(next) => (next, false),
+                    // Older than the ring: the lag policy applies below.
+                    Seek::TooOld => (slot.ring.base(), true),
+                };
+                self.shards.insert(
+                    id.clone(),
+                    ShardPosition {
+                        next,
+                        last,
+                        announce: !self.resumed.contains_key(id),
+                        ended: false,
+                        behind,
+                    },
+                );
             }
         }
         let ids: Vec<String> = self.shards.keys().cloned().collect();
@@ -304,7 +335,7 @@ impl Subscription {
                 );
                 progressed = true;
             }
-            if self.shards[&id].next < slot.ring.base() {
+            if self.shards[&id].next < slot.ring.base() || self.shards[&id].behind {
                 match self.on_lag {
                     LagPolicy::Disconnect => {
                         return Err(Lagged {
@@ -321,10 +352,11 @@ impl Subscription {
                     }
                 }
             }
-            if let Some(batch) = self.read_batch(&id, &slot.ring) {
+            let (batch, advanced) = self.read_batch(&id, &slot.ring);
+            if let Some(batch) = batch {
                 out.push(batch);
-                progressed = true;
             }
+            progressed |= advanced;
             let position = &self.shards[&id];
             if slot.finished() && position.next >= slot.ring.end() {
                 if let Some(position) = self.shards.get_mut(&id) {
@@ -386,8 +418,9 @@ impl Subscription {
             Floor::After { position, .. } => sequence_text(position),
             Floor::Origin => String::new(),
         };
-        let missed = ring.base() - position.next;
+        let missed = ring.base().saturating_sub(position.next);
         position.next = ring.base();
+        position.behind = false;
         position.last = ring.position_before(ring.base());
         self.event(v1::subscribe_response::Event::Gap(v1::Gap {
             shards: vec![v1::ShardGap {
@@ -400,11 +433,17 @@ impl Subscription {
         }))
     }
 
-    fn read_batch(&mut self, id: &str, ring: &ShardRing) -> Option<EncodedResponse> {
+    /// Reads the next batch of `id`. Returns the batch, if any record passed the filter,
+    /// and whether the position moved (filtered records move it too).
+    fn read_batch(&mut self, id: &str, ring: &ShardRing) -> (Option<EncodedResponse>, bool) {
         let position = self.shards.get_mut(id).expect("caller checked the shard");
         let mut chunks: Vec<Bytes> = Vec::new();
         let mut bytes = 0;
-        while chunks.len() < self.max_batch && bytes < MAX_BATCH_BYTES {
+        let start = position.next;
+        while chunks.len() < self.max_batch
+            && bytes < MAX_BATCH_BYTES
+            && position.next - start < MAX_SCAN
+        {
             let Some(entry) = ring.get(position.next) else {
                 break;
             };
@@ -412,20 +451,24 @@ impl Subscription {
                 break;
             }
             position.next += 1;
-            position.last = entry.position();
+            let entry_position = entry.position();
+            // Never send a record at or before what the subscriber has: after a relay
+            // restart the ring may re-read records older than a resumed cursor.
+            if entry_position <= position.last {
+                continue;
+            }
+            position.last = entry_position;
             if self.filter.matches(&entry.partition_key) {
                 bytes += entry.encoded.len();
                 chunks.push(entry.encoded.clone());
             }
         }
+        let advanced = position.next != start;
         if chunks.is_empty() {
-            return None;
+            return (None, advanced);
         }
-        Some(EncodedResponse::record_batch(
-            id,
-            chunks,
-            &self.cursor().encode(),
-        ))
+        let batch = EncodedResponse::record_batch(id, chunks, &self.cursor().encode());
+        (Some(batch), advanced)
     }
 }
 

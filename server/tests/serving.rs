@@ -611,3 +611,54 @@ async fn heartbeats_flow_when_idle() {
     relay.shutdown().await.unwrap();
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_cursor_resumes_on_a_restarted_relay_without_repeats_while_it_reads_again() {
+    let emulator = fast_emulator()
+        .limits(false)
+        .stream("reread", 2)
+        .start()
+        .await
+        .unwrap();
+    let relay = start_relay(&emulator, fast_config(&["reread"])).await;
+    wait_active(&relay).await;
+    let kinesis = client_for(&emulator.endpoint_url());
+    put(&kinesis, "reread", &numbered("old", 2000, 8)).await;
+    let mut grpc = connect(relay.local_addr).await;
+    let mut stream = subscribe(&mut grpc, request("reread", earliest())).await;
+    let first = receive(&mut stream, 2000).await;
+    drop(stream);
+    relay.shutdown().await.unwrap();
+    put(&kinesis, "reread", &numbered("new", 100, 8)).await;
+
+    // The new relay reads the stream again from TRIM_HORIZON; the subscriber resumes at
+    // once, while the ring is still behind its cursor.
+    let relay = start_relay(&emulator, fast_config(&["reread"])).await;
+    let mut grpc = connect(relay.local_addr).await;
+    let resume = request(
+        "reread",
+        StartingPosition::AfterCursor(first.last_cursor.clone()),
+    );
+    let mut stream = loop {
+        match grpc.subscribe(resume.clone()).await {
+            Ok(stream) => break stream.into_inner(),
+            Err(status) if status.code() == Code::Unavailable => {
+                tokio::time::sleep(Duration::from_millis(10)).await; // retrying a starting relay
+            }
+            Err(status) => panic!("{status:?}"),
+        }
+    };
+    let rest = receive(&mut stream, 100).await;
+    assert!(
+        check_order(&rest.records)
+            .iter()
+            .all(|d| d.starts_with("new"))
+    );
+    assert_eq!(
+        records_until_heartbeat(&mut stream).await,
+        0,
+        "nothing repeated"
+    );
+    relay.shutdown().await.unwrap();
+    emulator.shutdown().await;
+}

@@ -169,6 +169,7 @@ impl RelayService {
         debug!(stream = hub.name(), principal = %principal.name, "subscribe");
         let subscription = Subscription::open(&hub, spec).map_err(|err| {
             let code = match err {
+                OpenError::Starting { .. } => Code::Unavailable,
                 OpenError::UnknownShard { .. } => Code::NotFound,
                 OpenError::WrongStream { .. } => Code::InvalidArgument,
                 OpenError::OutOfRange { .. } => Code::OutOfRange,
