@@ -140,7 +140,7 @@ mod tests {
             stats.observe(&make(seq, now_ns(), Kind::Timed, 100), &hist);
         }
         assert_eq!(stats.received(), 6);
-        assert_eq!(stats.gaps(10), 1 + 0);
+        assert_eq!(stats.gaps(10), 1);
         assert_eq!(stats.repeats(), 2);
         assert_eq!(stats.gaps(12), 3);
         assert_eq!(hist.lock().unwrap().len(), 6);
