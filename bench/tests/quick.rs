@@ -32,7 +32,7 @@ fn quick_matrix_delivers_every_record_on_every_system() {
     let mut seen = Vec::new();
     for line in lines {
         let fields: Vec<&str> = line.splitn(header.len(), ',').collect();
-        let cell = format!("{line}");
+        let cell = line.to_string();
         assert_eq!(fields[error], "\"\"", "cell failed: {cell}");
         assert!(
             fields[delivered].parse::<u64>().unwrap() > 0,
