@@ -12,3 +12,5 @@ if [[ ! -x .peers/node_modules/.bin/kinesis-local || ! -x .peers/node_modules/.b
 fi
 export PATH="$PWD/.peers/node_modules/.bin:$PATH"
 hash -r
+# Debian's redis-server and nats-server for the benchmark's smoke test (bench/tests/quick.rs).
+bench/install-peers.sh >/dev/null
