@@ -212,7 +212,7 @@ async fn subscribe_once(
     let mut events = output.event_stream;
     ctx.hub.set_state(shard_id, ReaderState::Reading);
     ctx.hub.count_subscription(shard_id);
-    debug!(stream = ctx.hub.name(), shard = shard_id, from = ?from, "subscribed");
+    info!(stream = ctx.hub.name(), shard = shard_id, from = ?from, "subscribed");
     loop {
         let next = tokio::select! {
             next = timeout(ctx.settings.watchdog, events.recv()) => next,
