@@ -67,6 +67,8 @@ pub struct CellResult {
     pub rss_idle_kib: u64,
     /// Largest RSS under load, KiB.
     pub rss_loaded_kib: u64,
+    /// Bytes of records held for replay at the end (the relay's ring), KiB.
+    pub held_kib: u64,
     /// Records published in the cell.
     pub sent: u64,
     /// Records delivered, summed over subscribers.
@@ -83,10 +85,30 @@ impl CellResult {
         self.rss_idle_kib.saturating_sub(self.rss_base_kib) as f64 / self.subscribers.max(1) as f64
     }
 
-    /// (loaded - base) / subscribers, KiB.
+    /// (loaded - base - records held for replay) / subscribers, KiB.
     pub fn loaded_per_sub_kib(&self) -> f64 {
-        self.rss_loaded_kib.saturating_sub(self.rss_base_kib) as f64
+        self.rss_loaded_kib
+            .saturating_sub(self.rss_base_kib + self.held_kib) as f64
             / self.subscribers.max(1) as f64
+    }
+
+    /// Deliveries in the latency phase over what was offered, percent.
+    pub fn kept_up_pct(&self) -> f64 {
+        let offered = self.lat_publish_rate * self.subscribers as f64;
+        if offered > 0.0 {
+            self.lat_records_per_s / offered * 100.0
+        } else {
+            0.0
+        }
+    }
+
+    /// Records delivered per second of server CPU at saturation.
+    pub fn deliveries_per_cpu_s(&self) -> f64 {
+        if self.sat_cpu_pct > 0.0 {
+            self.sat_records_per_s / (self.sat_cpu_pct / 100.0)
+        } else {
+            0.0
+        }
     }
 }
 
@@ -256,6 +278,7 @@ async fn run_inner(
     result.lat_cpu_pct = (procstat::cpu_seconds(server.pid) - cpu0) / elapsed * 100.0;
     result.rss_loaded_kib = peak.peak().max(procstat::rss_kib(server.pid));
     drop(peak);
+    result.held_kib = systems::held_bytes(&server).await / 1024;
 
     let hist = readers
         .latency

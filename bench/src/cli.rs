@@ -35,7 +35,7 @@ pub struct Cli {
     #[arg(long)]
     pub phase_secs: Option<f64>,
     /// The relay's ring size in MiB.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 16)]
     pub ring_mib: u64,
     /// Do not pin the server and the load generator to different CPUs.
     #[arg(long)]

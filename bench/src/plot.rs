@@ -30,6 +30,16 @@ fn register_font() -> bool {
     false
 }
 
+/// 1.2M, 35k, 4.5: short axis labels.
+fn compact(value: f64) -> String {
+    match value {
+        v if v >= 1e6 => format!("{:.1}M", v / 1e6),
+        v if v >= 1e3 => format!("{:.0}k", v / 1e3),
+        v if v >= 10.0 => format!("{v:.0}"),
+        v => format!("{v:.1}"),
+    }
+}
+
 fn color(system: &str) -> RGBColor {
     match system {
         "relay" => RGBColor(214, 39, 40),
@@ -95,7 +105,9 @@ pub fn draw(results: &[CellResult], path: &Path) -> anyhow::Result<()> {
             let mut mesh = chart.configure_mesh();
             if text {
                 mesh.x_desc("subscribers")
-                    .x_label_formatter(&|x| format!("{x:.0}"));
+                    .x_label_formatter(&|x| format!("{x:.0}"))
+                    .y_label_formatter(&|y| compact(*y))
+                    .y_labels(6);
             } else {
                 mesh.disable_x_mesh()
                     .disable_y_mesh()

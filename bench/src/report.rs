@@ -136,17 +136,17 @@ pub fn markdown(results: &[CellResult], machine: &Machine) -> String {
     let _ = writeln!(out, "Machine: {}.\n", machine.summary());
     let _ = writeln!(
         out,
-        "| system | payload | subs | delivered rec/s | delivered MB/s | % loopback | CPU % sat | p50 ms | p99 ms | p99.9 ms | at rec/s | CPU % half | RSS base MiB | KiB/sub idle | KiB/sub loaded | gaps | repeats |"
+        "| system | payload | subs | delivered rec/s | delivered MB/s | % loopback | CPU % sat | rec per CPU-s | p50 ms | p99 ms | p99.9 ms | at rec/s | kept up % | CPU % half | RSS base MiB | held MiB | KiB/sub idle | KiB/sub loaded | gaps | repeats |"
     );
     let _ = writeln!(
         out,
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     );
     for r in results {
         if !r.error.is_empty() {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | failed: {} |||||||||||||",
+                "| {} | {} | {} | failed: {} ||||||||||||||||",
                 r.system,
                 size(r.payload),
                 r.subscribers,
@@ -156,7 +156,7 @@ pub fn markdown(results: &[CellResult], machine: &Machine) -> String {
         }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.0} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
             r.system,
             size(r.payload),
             r.subscribers,
@@ -164,12 +164,15 @@ pub fn markdown(results: &[CellResult], machine: &Machine) -> String {
             r.sat_bytes_per_s / 1e6,
             r.sat_bytes_per_s / machine.loopback * 100.0,
             r.sat_cpu_pct,
+            r.deliveries_per_cpu_s(),
             ms(r.p50_us),
             ms(r.p99_us),
             ms(r.p999_us),
             r.lat_publish_rate,
+            r.kept_up_pct(),
             r.lat_cpu_pct,
             r.rss_base_kib as f64 / 1024.0,
+            r.held_kib as f64 / 1024.0,
             r.idle_per_sub_kib(),
             r.loaded_per_sub_kib(),
             r.gaps,
@@ -207,11 +210,11 @@ pub fn markdown(results: &[CellResult], machine: &Machine) -> String {
         "\nColumns: delivered = records received per second summed over all subscribers at saturation \
          (closed loop: the publisher stays at most ~1 MiB of records ahead of the slowest subscriber); \
          % loopback = delivered payload bytes/s over the loopback TCP ceiling ({:.0} MB/s, one plain socket); \
-         CPU % = server process CPU (user+system, /proc/<pid>/stat) in percent of one core; \
+         CPU % = server process CPU (user+system, /proc/<pid>/stat) in percent of one core; rec per CPU-s = delivered records per second of server CPU (the server's efficiency, meaningful even where the single load-generator core is the bottleneck); \
          p50/p99/p99.9 = publish-to-receive latency, open loop at half the saturation rate (records stamped \
-         with their intended send time), over all deliveries; for the relay this includes PutRecords into \
+         with their intended send time), over all deliveries; kept up % = deliveries/s in that phase over the offered rate times subscribers (below ~95%, a backlog grew and the latency figures are queueing); for the relay this includes PutRecords into \
          the emulator and its SubscribeToShard push; KiB/sub = (RSS - RSS with no subscriber) / subscribers, \
-         idle after connecting and loaded at the peak (for the relay, loaded includes its ring of records); \
+         idle after connecting and loaded at the peak, less the records held for replay (held MiB: the relay's ring, from DescribeStream); \
          gaps/repeats = sequence numbers missed/repeated, summed over subscribers.",
         machine.loopback / 1e6
     );
@@ -220,12 +223,12 @@ pub fn markdown(results: &[CellResult], machine: &Machine) -> String {
 
 pub fn csv(results: &[CellResult], machine: &Machine) -> String {
     let mut out = String::from(
-        "system,payload_bytes,subscribers,sat_records_per_s,sat_bytes_per_s,loopback_fraction,sat_cpu_pct,lat_publish_rate,lat_records_per_s,lat_cpu_pct,p50_us,p99_us,p999_us,max_us,rss_base_kib,rss_idle_kib,rss_loaded_kib,idle_kib_per_sub,loaded_kib_per_sub,sent,delivered,gaps,repeats,error\n",
+        "system,payload_bytes,subscribers,sat_records_per_s,sat_bytes_per_s,loopback_fraction,sat_cpu_pct,deliveries_per_cpu_s,lat_publish_rate,lat_records_per_s,lat_cpu_pct,p50_us,p99_us,p999_us,max_us,rss_base_kib,rss_idle_kib,rss_loaded_kib,held_kib,idle_kib_per_sub,loaded_kib_per_sub,sent,delivered,gaps,repeats,error\n",
     );
     for r in results {
         let _ = writeln!(
             out,
-            "{},{},{},{:.0},{:.0},{:.4},{:.1},{:.1},{:.0},{:.1},{},{},{},{},{},{},{},{:.2},{:.2},{},{},{},{},\"{}\"",
+            "{},{},{},{:.0},{:.0},{:.4},{:.1},{:.0},{:.1},{:.0},{:.1},{},{},{},{},{},{},{},{},{:.2},{:.2},{},{},{},{},\"{}\"",
             r.system,
             r.payload,
             r.subscribers,
@@ -233,6 +236,7 @@ pub fn csv(results: &[CellResult], machine: &Machine) -> String {
             r.sat_bytes_per_s,
             r.sat_bytes_per_s / machine.loopback,
             r.sat_cpu_pct,
+            r.deliveries_per_cpu_s(),
             r.lat_publish_rate,
             r.lat_records_per_s,
             r.lat_cpu_pct,
@@ -243,6 +247,7 @@ pub fn csv(results: &[CellResult], machine: &Machine) -> String {
             r.rss_base_kib,
             r.rss_idle_kib,
             r.rss_loaded_kib,
+            r.held_kib,
             r.idle_per_sub_kib(),
             r.loaded_per_sub_kib(),
             r.sent,

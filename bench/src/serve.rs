@@ -6,10 +6,11 @@ use std::{io::Write, net::SocketAddr, time::Duration};
 
 use kinesis_emulator::Emulator;
 use kinesis_relay::{
-    RelayConfig,
+    RelayConfig, SecuritySettings,
     embedded::client_for,
     hub::{ReaderState, RingLimits},
     ingest::{IngestSettings, InitialPosition},
+    security::limits::SubscriberLimits,
     service::{ServeSettings, TransportSettings},
 };
 use kinesis_relay_api::v1::StreamStatus;
@@ -50,8 +51,16 @@ pub async fn relay(endpoint: &str, ring_bytes: u64) -> anyhow::Result<()> {
         },
         serve: ServeSettings::default(),
         transport: TransportSettings::default(),
-        security: Default::default(),
-        admin: Default::default(),
+        // Admission limits are policy, not the data path: 1000 subscribers connect at once.
+        security: SecuritySettings {
+            limits: SubscriberLimits {
+                max_subscribers: 1_000_000,
+                max_per_principal: 1_000_000,
+                subscribe_rate: 1e9,
+            },
+            ..SecuritySettings::default()
+        },
+        ..RelayConfig::default()
     };
     let relay = kinesis_relay::start(config, client_for(endpoint)).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

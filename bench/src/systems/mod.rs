@@ -232,6 +232,14 @@ impl Publisher {
     }
 }
 
+/// Bytes of records the server holds for replay (the relay's ring; 0 for the others).
+pub async fn held_bytes(server: &Server) -> u64 {
+    match server.system {
+        System::Relay => relay::ring_bytes_held(server).await.unwrap_or(0),
+        System::Redis | System::Nats => 0,
+    }
+}
+
 /// Subscribes one reader to `server`; returns once the subscription is in place, with the
 /// task that reads it into `stats` (and timed records into `latency`).
 pub async fn subscribe(

@@ -9,7 +9,7 @@ use aws_sdk_kinesis::{primitives::Blob, types::PutRecordsRequestEntry};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use kinesis_relay_api::v1::{
-    LagPolicy, Latest, SubscribeRequest, relay_client::RelayClient, subscribe_request,
+    DescribeStreamRequest, LagPolicy, Latest, SubscribeRequest, relay_client::RelayClient, subscribe_request,
     subscribe_response::Event,
 };
 use tokio::task::JoinHandle;
@@ -116,4 +116,17 @@ pub async fn subscribe(
             }
         }
     }))
+}
+
+/// Bytes the relay's ring holds now (DescribeStream), to tell the ring from per-subscriber
+/// memory.
+pub async fn ring_bytes_held(server: &Server) -> anyhow::Result<u64> {
+    let mut client = RelayClient::connect(format!("http://{}", server.addr)).await?;
+    let described = client
+        .describe_stream(DescribeStreamRequest {
+            stream: STREAM.to_owned(),
+        })
+        .await?
+        .into_inner();
+    Ok(described.shards.iter().map(|shard| shard.bytes_held).sum())
 }
