@@ -37,6 +37,11 @@ impl Backoff {
         ceiling.mul_f64(fraction)
     }
 
+    /// Failures since the last success.
+    pub fn attempts(&self) -> u32 {
+        self.attempt
+    }
+
     /// Back to the first delay after a success.
     pub fn reset(&mut self) {
         self.attempt = 0;

@@ -7,10 +7,16 @@
 //! - [`sequence`]: Kinesis sequence numbers, which are decimal strings too long for `u128`.
 //! - [`cursor`]: the opaque resume cursor carried by every `SubscribeResponse`.
 //! - [`kpl`]: the KPL aggregation format (pack and unpack).
+//! - [`resume`]: statuses that end a subscription early and carry the resume cursor.
+//! - [`backoff`]: exponential backoff with jitter, for every retry loop of the project.
+//! - [`units`]: durations and sizes on command lines.
 
+pub mod backoff;
 pub mod cursor;
 pub mod kpl;
+pub mod resume;
 pub mod sequence;
+pub mod units;
 
 /// Generated code of the `kinesis_relay.v1` package.
 #[allow(clippy::all, missing_docs)]

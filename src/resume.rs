@@ -1,7 +1,11 @@
-//! Statuses that end a subscription early and carry the cursor to resume from.
+//! Statuses that end a subscription early (RESOURCE_EXHAUSTED for a slow subscriber,
+//! UNAVAILABLE at shutdown) and carry the cursor to resume from: in the
+//! `kinesis-relay-cursor` trailer and as a `kinesis_relay.v1.ResumeInfo` in the standard
+//! `google.rpc.Status` details. The relay writes them; clients read them.
 
 use bytes::Bytes;
-use kinesis_relay_api::v1;
+
+use crate::v1;
 use prost::Message;
 use tonic::{Code, Status, metadata::MetadataMap};
 
@@ -45,8 +49,17 @@ pub fn with_cursor(code: Code, message: String, cursor: &str) -> Status {
     )
 }
 
-/// The cursor carried by a status made by [`with_cursor`], for clients and tests.
+/// The resume cursor a status carries: the `kinesis-relay-cursor` trailer, else a
+/// `ResumeInfo` in the status details.
 pub fn cursor_of(status: &Status) -> Option<String> {
+    if let Some(cursor) = status
+        .metadata()
+        .get(CURSOR_TRAILER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|text| !text.is_empty())
+    {
+        return Some(cursor.to_owned());
+    }
     let details = RpcStatus::decode(status.details()).ok()?;
     details
         .details
@@ -65,5 +78,9 @@ mod tests {
         let status = with_cursor(Code::ResourceExhausted, "too slow".into(), "abc-_1");
         assert_eq!(cursor_of(&status).as_deref(), Some("abc-_1"));
         assert_eq!(status.metadata().get(CURSOR_TRAILER).unwrap(), "abc-_1");
+        // Without the trailer (a proxy may drop it), the details still carry it.
+        let details_only =
+            Status::with_details(Code::Unavailable, "bye", status.details().to_vec().into());
+        assert_eq!(cursor_of(&details_only).as_deref(), Some("abc-_1"));
     }
 }

@@ -4,10 +4,9 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::{
-    exit_code,
-    units::{parse_duration, parse_size},
-};
+use kinesis_relay_api::units::{parse_duration, parse_size};
+
+use crate::exit_code;
 
 /// Subscribes to a kinesis-relay and prints, archives or describes what it serves.
 #[derive(Debug, Parser)]

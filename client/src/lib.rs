@@ -12,12 +12,12 @@
 //! - [`archive`]: the `archive` command: rotated NDJSON files, each stored with its cursor.
 //! - [`describe`]: the `streams` and `describe` commands.
 //! - [`error`], [`exit_code`]: failure classes and their exit codes.
-//! - [`backoff`], [`units`], [`shutdown`]: reconnection delays, flag units, signals.
+//! - [`shutdown`]: signals. Backoff, flag units and the status cursor come from the API
+//!   crate (`kinesis_relay_api::{backoff, units, resume}`).
 //!
 //! [`run`] dispatches a parsed command line; `main.rs` only parses, runs and reports.
 
 pub mod archive;
-pub mod backoff;
 pub mod checkpoint;
 pub mod cli;
 pub mod connect;
@@ -28,7 +28,6 @@ pub mod output;
 pub mod resume;
 pub mod shutdown;
 pub mod subscribe;
-pub mod units;
 
 use anyhow::Context;
 

@@ -19,12 +19,12 @@ use kinesis_relay_api::{
         subscribe_request::StartingPosition, subscribe_response::Event,
     },
 };
-use prost::Message;
 use tonic::{Status, Streaming};
 use tracing::{debug, info};
 
+use kinesis_relay_api::{backoff::Backoff, resume::cursor_of};
+
 use crate::{
-    backoff::Backoff,
     cli::{OnLag, SelectionArgs, StartFrom},
     connect::{Client, Connector},
     error::{Failure, is_retryable},
@@ -32,8 +32,6 @@ use crate::{
     output::timestamp,
 };
 
-/// Trailer in which the relay sends the resume cursor when it ends a subscription early.
-pub const CURSOR_TRAILER: &str = "kinesis-relay-cursor";
 /// First reconnection delay.
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 /// Largest reconnection delay.
@@ -492,38 +490,6 @@ pub fn cursor_after(batch_cursor: &str, shard: &str, last: &v1::Record) -> anyho
     Ok(cursor.encode())
 }
 
-/// `google.rpc.Status`, the payload of `grpc-status-details-bin`.
-#[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<prost_types::Any>,
-}
-
-/// The resume cursor a status carries: the `kinesis-relay-cursor` trailer, else a
-/// `ResumeInfo` in the status details.
-pub fn cursor_of(status: &Status) -> Option<String> {
-    if let Some(cursor) = status
-        .metadata()
-        .get(CURSOR_TRAILER)
-        .and_then(|value| value.to_str().ok())
-        .filter(|text| !text.is_empty())
-    {
-        return Some(cursor.to_owned());
-    }
-    RpcStatus::decode(status.details())
-        .ok()?
-        .details
-        .iter()
-        .find(|any| any.type_url.ends_with("kinesis_relay.v1.ResumeInfo"))
-        .and_then(|any| v1::ResumeInfo::decode(any.value.as_slice()).ok())
-        .map(|info| info.cursor)
-        .filter(|cursor| !cursor.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -586,32 +552,5 @@ mod tests {
                 .len(),
             1
         );
-    }
-
-    #[test]
-    fn cursor_comes_from_trailer_or_details() {
-        let mut status = Status::unavailable("bye");
-        status
-            .metadata_mut()
-            .insert(CURSOR_TRAILER, "abc".parse().unwrap());
-        assert_eq!(cursor_of(&status).as_deref(), Some("abc"));
-        let details = RpcStatus {
-            code: 14,
-            message: "bye".into(),
-            details: vec![prost_types::Any {
-                type_url: "type.googleapis.com/kinesis_relay.v1.ResumeInfo".into(),
-                value: v1::ResumeInfo {
-                    cursor: "def".into(),
-                }
-                .encode_to_vec(),
-            }],
-        };
-        let status = Status::with_details(
-            tonic::Code::Unavailable,
-            "bye",
-            details.encode_to_vec().into(),
-        );
-        assert_eq!(cursor_of(&status).as_deref(), Some("def"));
-        assert_eq!(cursor_of(&Status::unavailable("bye")), None);
     }
 }

@@ -54,6 +54,18 @@ impl Drop for TaskGuard {
 }
 
 impl Shared {
+    /// Fresh state under `settings`.
+    pub(crate) fn new(settings: Arc<Settings>, shutdown: watch::Receiver<bool>) -> Self {
+        Self {
+            store: Store::new(settings.clone()),
+            settings,
+            subscriptions: Subscriptions::default(),
+            faults: Faults::new(),
+            shutdown,
+            tasks: Tasks::default(),
+        }
+    }
+
     /// Spawns a task that shutdown waits for.
     pub(crate) fn spawn<F>(self: &Arc<Self>, task: F)
     where
@@ -160,14 +172,7 @@ impl EmulatorBuilder {
     pub async fn start(self) -> Result<Emulator, EmulatorError> {
         let settings = Arc::new(self.settings.clamped());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            store: Store::new(settings.clone()),
-            settings,
-            subscriptions: Subscriptions::default(),
-            faults: Faults::new(),
-            shutdown: shutdown_rx,
-            tasks: Tasks::default(),
-        });
+        let shared = Arc::new(Shared::new(settings, shutdown_rx));
         for (name, shards) in &self.streams {
             shared.store.create_stream(name, *shards, false)?;
         }

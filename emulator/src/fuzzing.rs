@@ -7,12 +7,9 @@ use aws_smithy_eventstream::frame::read_message_from;
 use tokio::sync::watch;
 
 use crate::config::Settings;
-use crate::emulator::{Shared, Tasks};
+use crate::emulator::Shared;
 use crate::eventstream;
-use crate::faults::Faults;
 use crate::server::ConnectionState;
-use crate::state::Store;
-use crate::subscriptions::Subscriptions;
 
 /// An in-memory emulator with one stream `fuzz` of two shards, for feeding requests.
 #[derive(Debug)]
@@ -27,14 +24,7 @@ impl RequestHarness {
     pub fn new() -> Self {
         let settings = Arc::new(Settings::default().clamped());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            store: Store::new(settings.clone()),
-            settings,
-            subscriptions: Subscriptions::default(),
-            faults: Faults::new(),
-            shutdown: shutdown_rx,
-            tasks: Tasks::default(),
-        });
+        let shared = Arc::new(Shared::new(settings, shutdown_rx));
         shared
             .store
             .create_stream("fuzz", 2, false)

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use kinesis_relay_api::units::parse_duration;
 
 use crate::exit_code;
 
@@ -191,26 +192,6 @@ pub enum Format {
     Json,
     /// The whole input is one record.
     Raw,
-}
-
-/// Parses `250ms`, `5s`, `2m`, `1h` or a number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration (e.g. 100ms, 5s, 2m)"))?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        other => return Err(format!("unknown duration unit '{other}' (ms, s, m, h)")),
-    };
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// Parses `1000` or `1000/s`.

@@ -9,6 +9,7 @@ use std::{
 
 use anyhow::Context;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum, parser::ValueSource};
+use kinesis_relay_api::units::{parse_duration, parse_size};
 
 use crate::{
     AdminSettings, SecuritySettings,
@@ -19,7 +20,6 @@ use crate::{
     security::{limits::SubscriberLimits, tls::TlsFiles},
     service::{ServeSettings, TransportSettings},
     subscription::LagPolicy,
-    units::{parse_duration, parse_size},
 };
 
 /// Relays an Amazon Kinesis data stream to any number of gRPC subscribers through one
@@ -84,7 +84,7 @@ pub struct Cli {
     pub demo_producer: Option<u32>,
 
     /// Bytes the relay holds per stream for replay and slow subscribers (B, KiB, MiB, GiB).
-    #[arg(long, env = "KINESIS_RELAY_RING_MAX_BYTES", default_value = "256MiB", value_parser = parse_size)]
+    #[arg(long, env = "KINESIS_RELAY_RING_MAX_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
     pub ring_max_bytes: usize,
 
     /// Age after which held records are dropped (ms, s, m, h).
@@ -193,7 +193,7 @@ pub struct Cli {
     pub max_streams_per_connection: u32,
 
     /// Largest request message accepted (B, KiB, MiB).
-    #[arg(long, env = "KINESIS_RELAY_MAX_REQUEST_BYTES", default_value = "1MiB", value_parser = parse_size)]
+    #[arg(long, env = "KINESIS_RELAY_MAX_REQUEST_BYTES", default_value = "1MiB", value_parser = parse_bytes)]
     pub max_request_bytes: usize,
 
     /// HTTP/2 streams a client may reset before they are accepted (rapid-reset protection).
@@ -230,6 +230,12 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// A size in bytes that fits this machine's `usize`.
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    parse_size(text)
+        .and_then(|bytes| usize::try_from(bytes).map_err(|_| format!("{text:?} is too large")))
 }
 
 /// Replaces `{hostname}` and `{pod}` in a consumer name template.

@@ -8,7 +8,6 @@
 //! - [`subscription`]: one subscriber's positions, filter and lag policy over the hub.
 //! - [`service`]: the gRPC `Relay` service, health and reflection.
 //! - [`embedded`]: the in-process emulator and demo producer of `--embedded`.
-//! - [`units`]: duration and size parsing.
 //!
 //! [`start`] wires them together; `main.rs` only parses flags and waits for a signal.
 
@@ -21,7 +20,6 @@ pub mod metrics;
 pub mod security;
 pub mod service;
 pub mod subscription;
-pub mod units;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 

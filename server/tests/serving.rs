@@ -9,7 +9,8 @@ use std::{
 };
 
 use common::*;
-use kinesis_relay::{embedded::client_for, hub::RingLimits, service::status::cursor_of};
+use kinesis_relay::{embedded::client_for, hub::RingLimits};
+use kinesis_relay_api::resume::cursor_of;
 use kinesis_relay_api::v1::{
     self, SubscribeRequest, SubscribeResponse, subscribe_request::StartingPosition,
     subscribe_response::Event,

@@ -7,10 +7,9 @@ use aws_sdk_kinesis::{Client, types::ConsumerStatus};
 use tokio::time::{Instant, sleep};
 use tracing::{info, warn};
 
-use super::{
-    backoff::Backoff,
-    errors::{ErrorKind, classify},
-};
+use kinesis_relay_api::backoff::Backoff;
+
+use super::errors::{ErrorKind, classify};
 use crate::hub::ConsumerInfo;
 
 /// How often a CREATING consumer is described again.

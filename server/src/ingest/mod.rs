@@ -6,13 +6,12 @@
 //! - `reader.rs`: one task per shard, `SubscribeToShard` and its renewals.
 //! - `records.rs`: Kinesis records to hub records, KPL aggregates unpacked.
 //! - `checkpoint.rs`: where a restarted relay resumes.
-//! - `errors.rs`, `backoff.rs`: how failures are classified and waited out.
+//! - `errors.rs`: how failures are classified (backoff: `kinesis_relay_api::backoff`).
 //!
 //! This file is the coordinator of one stream: it lists shards, starts a reader for every
 //! shard whose parents are finished, learns children from the readers and from a periodic
 //! `ListShards`, re-registers a consumer deleted behind its back, and flushes checkpoints.
 
-pub mod backoff;
 pub mod checkpoint;
 pub mod consumer;
 pub mod errors;
@@ -37,8 +36,9 @@ use tokio::{
 };
 use tracing::{info, warn};
 
+use kinesis_relay_api::backoff::Backoff;
+
 use self::{
-    backoff::Backoff,
     checkpoint::Checkpoints,
     consumer::{ensure_consumer, err_text},
     reader::{ReadFrom, ReaderContext, ReaderEvent, checkpoint_position, run_reader},

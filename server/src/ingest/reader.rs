@@ -13,6 +13,7 @@ use aws_sdk_kinesis::{
         ShardIteratorType, StartingPosition, SubscribeToShardEvent, SubscribeToShardEventStream,
     },
 };
+use kinesis_relay_api::backoff::Backoff;
 use kinesis_relay_api::cursor::Position;
 use tokio::{
     sync::{mpsc, watch},
@@ -22,7 +23,6 @@ use tracing::{debug, error, info, warn};
 
 use super::{
     IngestSettings,
-    backoff::{Backoff, jittered},
     checkpoint::Checkpoints,
     consumer::err_text,
     errors::{ErrorKind, classify},
@@ -317,9 +317,4 @@ pub fn checkpoint_position(sequence: Option<&str>, sub_sequence: Option<u64>) ->
         sequence,
         sub_sequence,
     })
-}
-
-/// A small random delay, so that many readers started together spread their calls.
-pub fn start_jitter() -> Duration {
-    jittered(Duration::ZERO, Duration::from_millis(100))
 }

@@ -12,6 +12,7 @@ use std::{
 };
 
 use anyhow::Context;
+use kinesis_relay_api::resume::cursor_of;
 use kinesis_relay_api::v1::{
     self, relay_client::RelayClient, subscribe_request::StartingPosition, subscribe_response::Event,
 };
@@ -23,11 +24,11 @@ use tonic::{
 };
 use tracing::{info, warn};
 
-use super::{IngestSettings, InitialPosition, backoff::Backoff};
-use crate::{
-    hub::{ConsumerInfo, ReaderState, ShardMeta, StreamHub, entry::RelayRecord, ring::Floor},
-    service::status::cursor_of,
+use super::{IngestSettings, InitialPosition};
+use crate::hub::{
+    ConsumerInfo, ReaderState, ShardMeta, StreamHub, entry::RelayRecord, ring::Floor,
 };
+use kinesis_relay_api::backoff::Backoff;
 
 /// How to reach the upstream relay.
 #[derive(Debug, Clone)]

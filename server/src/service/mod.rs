@@ -5,12 +5,10 @@
 //! - `validate.rs`: request field checks.
 //! - `encode.rs`: response bytes from pre-encoded records.
 //! - `codec.rs`: the tonic codec that writes those bytes as they are.
-//! - `status.rs`: statuses that carry a resume cursor.
 
 pub mod codec;
 pub mod encode;
 pub mod relay;
-pub mod status;
 pub mod validate;
 
 use std::{

@@ -17,7 +17,9 @@ use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 use tonic::{Code, Request, Response, Status};
 use tracing::debug;
 
-use super::{encode::EncodedResponse, status::with_cursor, validate};
+use kinesis_relay_api::resume::with_cursor;
+
+use super::{encode::EncodedResponse, validate};
 use crate::{
     hub::StreamHub,
     security::{
