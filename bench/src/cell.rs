@@ -6,7 +6,8 @@
 //!    the slowest subscriber; delivered records/s summed over subscribers.
 //! 4. Latency: open loop at half the saturation rate, each record stamped with its
 //!    intended send time (no coordinated omission); p50/p99/p99.9.
-//! 5. Gaps and repeats over everything sent.
+//! 5. Latency again at a load common to every system (see [`common_deliveries_per_s`]).
+//! 6. Gaps and repeats over everything sent.
 
 use std::{
     sync::{Arc, Mutex},
@@ -61,6 +62,13 @@ pub struct CellResult {
     pub p99_us: u64,
     pub p999_us: u64,
     pub max_us: u64,
+    /// Common-load phase: records published per second (the same for every system).
+    pub common_publish_rate: f64,
+    /// Common-load phase: records delivered per second, summed over subscribers.
+    pub common_records_per_s: f64,
+    pub common_p50_us: u64,
+    pub common_p99_us: u64,
+    pub common_p999_us: u64,
     /// RSS with no subscriber, KiB.
     pub rss_base_kib: u64,
     /// RSS with the subscribers connected and idle, KiB.
@@ -97,6 +105,16 @@ impl CellResult {
         let offered = self.lat_publish_rate * self.subscribers as f64;
         if offered > 0.0 {
             self.lat_records_per_s / offered * 100.0
+        } else {
+            0.0
+        }
+    }
+
+    /// Deliveries in the common-load phase over what was offered, percent.
+    pub fn common_kept_up_pct(&self) -> f64 {
+        let offered = self.common_publish_rate * self.subscribers as f64;
+        if offered > 0.0 {
+            self.common_records_per_s / offered * 100.0
         } else {
             0.0
         }
@@ -252,43 +270,23 @@ async fn run_inner(
 
     // Latency at half the saturation rate, open loop.
     let rate = (result.sat_records_per_s / spec.subscribers as f64 / 2.0).max(10.0);
-    result.lat_publish_rate = rate;
-    let first = sender.next_seq;
-    let delivered0 = readers.delivered();
     let cpu0 = procstat::cpu_seconds(server.pid);
-    let start_ns = payload::now_ns();
-    let start = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let total = (rate * spec.phase.as_secs_f64()) as u64;
-    while sender.next_seq - first < total {
-        tick.tick().await;
-        let due = ((start.elapsed().as_secs_f64() * rate) as u64).min(total);
-        let count = (due.saturating_sub(sender.next_seq - first) as usize).min(max_batch);
-        if count > 0 {
-            let intended = |seq: u64| start_ns + ((seq - first) as f64 / rate * 1e9) as u64;
-            sender.send(count, Kind::Timed, intended).await?;
-        }
-    }
-    readers
-        .drain(sender.next_seq, Duration::from_secs(20))
-        .await;
-    let elapsed = start.elapsed().as_secs_f64();
-    result.lat_records_per_s = (readers.delivered() - delivered0) as f64 / elapsed;
-    result.lat_cpu_pct = (procstat::cpu_seconds(server.pid) - cpu0) / elapsed * 100.0;
+    let half = timed_phase(&mut sender, &readers, rate, spec.phase, max_batch).await?;
+    result.lat_cpu_pct = (procstat::cpu_seconds(server.pid) - cpu0) / half.elapsed * 100.0;
+    result.lat_publish_rate = rate;
+    result.lat_records_per_s = half.delivered_per_s;
+    (result.p50_us, result.p99_us, result.p999_us, result.max_us) = half.quantiles;
+
+    // Latency at the same offered load for every system of the cell.
+    let common = common_deliveries_per_s(spec.payload) / spec.subscribers as f64;
+    let same = timed_phase(&mut sender, &readers, common.max(1.0), spec.phase, max_batch).await?;
+    result.common_publish_rate = common.max(1.0);
+    result.common_records_per_s = same.delivered_per_s;
+    (result.common_p50_us, result.common_p99_us, result.common_p999_us, _) = same.quantiles;
+
     result.rss_loaded_kib = peak.peak().max(procstat::rss_kib(server.pid));
     drop(peak);
     result.held_kib = systems::held_bytes(&server).await / 1024;
-
-    let hist = readers
-        .latency
-        .lock()
-        .map_err(|_| anyhow::anyhow!("histogram lock poisoned"))?;
-    result.p50_us = hist.value_at_quantile(0.5);
-    result.p99_us = hist.value_at_quantile(0.99);
-    result.p999_us = hist.value_at_quantile(0.999);
-    result.max_us = hist.max();
-    drop(hist);
 
     result.sent = sender.next_seq;
     result.delivered = readers.delivered();
@@ -297,6 +295,68 @@ async fn run_inner(
     drop(readers);
     drop(server);
     Ok(())
+}
+
+/// Deliveries per second (summed over subscribers) of the common-load latency phase: the
+/// same for every system, below every system's saturation on a small machine.
+pub fn common_deliveries_per_s(payload: usize) -> f64 {
+    (40e6 / payload as f64).min(20_000.0)
+}
+
+/// What an open-loop phase found.
+struct Timed {
+    /// Deliveries per second during the phase (and its drain).
+    delivered_per_s: f64,
+    /// Length of the phase with its drain, seconds.
+    elapsed: f64,
+    /// p50, p99, p99.9 and max latency, microseconds.
+    quantiles: (u64, u64, u64, u64),
+}
+
+/// Publishes `rate` timed records per second for `duration` in 1 ms ticks, each stamped with
+/// its intended send time, waits for delivery, and takes the latency histogram.
+async fn timed_phase(
+    sender: &mut Sender,
+    readers: &Readers,
+    rate: f64,
+    duration: Duration,
+    max_batch: usize,
+) -> anyhow::Result<Timed> {
+    if let Ok(mut hist) = readers.latency.lock() {
+        hist.reset();
+    }
+    let first = sender.next_seq;
+    let delivered0 = readers.delivered();
+    let start_ns = payload::now_ns();
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let total = ((rate * duration.as_secs_f64()) as u64).max(1);
+    while sender.next_seq - first < total {
+        tick.tick().await;
+        let due = ((start.elapsed().as_secs_f64() * rate) as u64 + 1).min(total);
+        let count = (due.saturating_sub(sender.next_seq - first) as usize).min(max_batch);
+        if count > 0 {
+            let intended = |seq: u64| start_ns + ((seq - first) as f64 / rate * 1e9) as u64;
+            sender.send(count, Kind::Timed, intended).await?;
+        }
+    }
+    readers.drain(sender.next_seq, Duration::from_secs(20)).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let hist = readers
+        .latency
+        .lock()
+        .map_err(|_| anyhow::anyhow!("histogram lock poisoned"))?;
+    Ok(Timed {
+        delivered_per_s: (readers.delivered() - delivered0) as f64 / elapsed,
+        elapsed,
+        quantiles: (
+            hist.value_at_quantile(0.5),
+            hist.value_at_quantile(0.99),
+            hist.value_at_quantile(0.999),
+            hist.max(),
+        ),
+    })
 }
 
 /// Connects `n` readers, 32 at a time.

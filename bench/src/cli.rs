@@ -34,8 +34,8 @@ pub struct Cli {
     /// Seconds of each phase (saturation, latency) per cell (default 3; --quick: 1).
     #[arg(long)]
     pub phase_secs: Option<f64>,
-    /// The relay's ring size in MiB.
-    #[arg(long, default_value_t = 16)]
+    /// The relay's ring size in MiB (the relay's default).
+    #[arg(long, default_value_t = 256)]
     pub ring_mib: u64,
     /// Do not pin the server and the load generator to different CPUs.
     #[arg(long)]

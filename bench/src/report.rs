@@ -134,19 +134,17 @@ fn peer<'a>(results: &'a [CellResult], r: &CellResult, system: &str) -> Option<&
 pub fn markdown(results: &[CellResult], machine: &Machine) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Machine: {}.\n", machine.summary());
+    let _ = writeln!(out, "**Throughput, CPU and memory** (saturation, closed loop):\n");
     let _ = writeln!(
         out,
-        "| system | payload | subs | delivered rec/s | delivered MB/s | % loopback | CPU % sat | rec per CPU-s | p50 ms | p99 ms | p99.9 ms | at rec/s | kept up % | CPU % half | RSS base MiB | held MiB | KiB/sub idle | KiB/sub loaded | gaps | repeats |"
+        "| system | payload | subs | delivered rec/s | delivered MB/s | % loopback | server CPU % | rec per CPU-s | RSS base MiB | held MiB | KiB/sub idle | KiB/sub loaded | gaps | repeats |"
     );
-    let _ = writeln!(
-        out,
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
-    );
+    let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     for r in results {
         if !r.error.is_empty() {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | failed: {} ||||||||||||||||",
+                "| {} | {} | {} | failed: {} ||||||||||",
                 r.system,
                 size(r.payload),
                 r.subscribers,
@@ -156,7 +154,7 @@ pub fn markdown(results: &[CellResult], machine: &Machine) -> String {
         }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.0} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
             r.system,
             size(r.payload),
             r.subscribers,
@@ -165,12 +163,6 @@ pub fn markdown(results: &[CellResult], machine: &Machine) -> String {
             r.sat_bytes_per_s / machine.loopback * 100.0,
             r.sat_cpu_pct,
             r.deliveries_per_cpu_s(),
-            ms(r.p50_us),
-            ms(r.p99_us),
-            ms(r.p999_us),
-            r.lat_publish_rate,
-            r.kept_up_pct(),
-            r.lat_cpu_pct,
             r.rss_base_kib as f64 / 1024.0,
             r.held_kib as f64 / 1024.0,
             r.idle_per_sub_kib(),
@@ -179,9 +171,35 @@ pub fn markdown(results: &[CellResult], machine: &Machine) -> String {
             r.repeats
         );
     }
+    let _ = writeln!(out, "\n**Latency** (open loop; ms):\n");
     let _ = writeln!(
         out,
-        "\nRelay delivered records/s as a ratio of each peer's (> 1: the relay is faster):\n"
+        "| system | payload | subs | half: pub rec/s | kept up % | p50 | p99 | p99.9 | server CPU % | common: pub rec/s | kept up % | p50 | p99 | p99.9 |"
+    );
+    let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for r in results.iter().filter(|r| r.error.is_empty()) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
+            r.system,
+            size(r.payload),
+            r.subscribers,
+            r.lat_publish_rate,
+            r.kept_up_pct(),
+            ms(r.p50_us),
+            ms(r.p99_us),
+            ms(r.p999_us),
+            r.lat_cpu_pct,
+            r.common_publish_rate,
+            r.common_kept_up_pct(),
+            ms(r.common_p50_us),
+            ms(r.common_p99_us),
+            ms(r.common_p999_us),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nRelay delivered records/s at saturation as a ratio of each peer's (> 1: the relay delivers more):\n"
     );
     let _ = writeln!(out, "| payload | subs | relay / redis | relay / nats |");
     let _ = writeln!(out, "|---|--:|--:|--:|");
@@ -207,28 +225,35 @@ pub fn markdown(results: &[CellResult], machine: &Machine) -> String {
     }
     let _ = writeln!(
         out,
-        "\nColumns: delivered = records received per second summed over all subscribers at saturation \
+        "\nColumns. *delivered* = records received per second summed over all subscribers at saturation \
          (closed loop: the publisher stays at most ~1 MiB of records ahead of the slowest subscriber); \
-         % loopback = delivered payload bytes/s over the loopback TCP ceiling ({:.0} MB/s, one plain socket); \
-         CPU % = server process CPU (user+system, /proc/<pid>/stat) in percent of one core; rec per CPU-s = delivered records per second of server CPU (the server's efficiency, meaningful even where the single load-generator core is the bottleneck); \
-         p50/p99/p99.9 = publish-to-receive latency, open loop at half the saturation rate (records stamped \
-         with their intended send time), over all deliveries; kept up % = deliveries/s in that phase over the offered rate times subscribers (below ~95%, a backlog grew and the latency figures are queueing); for the relay this includes PutRecords into \
-         the emulator and its SubscribeToShard push; KiB/sub = (RSS - RSS with no subscriber) / subscribers, \
-         idle after connecting and loaded at the peak, less the records held for replay (held MiB: the relay's ring, from DescribeStream); \
-         gaps/repeats = sequence numbers missed/repeated, summed over subscribers.",
-        machine.loopback / 1e6
+         *% loopback* = delivered payload bytes/s over the loopback TCP ceiling ({:.0} MB/s, one plain socket); \
+         *server CPU %* = the server process (user+system, /proc/<pid>/stat), percent of one core; \
+         *rec per CPU-s* = deliveries per second of server CPU (the server's efficiency, meaningful even where \
+         the single load-generator core is the bottleneck); *RSS base* = server RSS before any subscriber; \
+         *held* = records held for replay (the relay's ring, from DescribeStream); *KiB/sub* = (RSS - base) / \
+         subscribers, idle after connecting and loaded at the peak less *held*. \
+         *Latency* = publish-to-receive time over all deliveries, records stamped with their intended send \
+         time (no coordinated omission), published in 1 ms ticks; *half* = at half of the system's own \
+         saturation rate; *common* = at the same offered load for every system ({} deliveries/s summed over \
+         subscribers for payloads up to 1 KiB, 40 MB/s for larger ones); *kept up %* = deliveries/s in the \
+         phase over the offered rate times subscribers (below ~95% a backlog grew, and the latency is \
+         queueing). For the relay, latency includes PutRecords into the emulator and its SubscribeToShard \
+         push. *gaps/repeats* = sequence numbers missed/repeated, summed over subscribers.",
+        machine.loopback / 1e6,
+        crate::cell::common_deliveries_per_s(100)
     );
     out
 }
 
 pub fn csv(results: &[CellResult], machine: &Machine) -> String {
     let mut out = String::from(
-        "system,payload_bytes,subscribers,sat_records_per_s,sat_bytes_per_s,loopback_fraction,sat_cpu_pct,deliveries_per_cpu_s,lat_publish_rate,lat_records_per_s,lat_cpu_pct,p50_us,p99_us,p999_us,max_us,rss_base_kib,rss_idle_kib,rss_loaded_kib,held_kib,idle_kib_per_sub,loaded_kib_per_sub,sent,delivered,gaps,repeats,error\n",
+        "system,payload_bytes,subscribers,sat_records_per_s,sat_bytes_per_s,loopback_fraction,sat_cpu_pct,deliveries_per_cpu_s,lat_publish_rate,lat_records_per_s,lat_cpu_pct,p50_us,p99_us,p999_us,max_us,common_publish_rate,common_records_per_s,common_p50_us,common_p99_us,common_p999_us,rss_base_kib,rss_idle_kib,rss_loaded_kib,held_kib,idle_kib_per_sub,loaded_kib_per_sub,sent,delivered,gaps,repeats,error\n",
     );
     for r in results {
         let _ = writeln!(
             out,
-            "{},{},{},{:.0},{:.0},{:.4},{:.1},{:.0},{:.1},{:.0},{:.1},{},{},{},{},{},{},{},{},{:.2},{:.2},{},{},{},{},\"{}\"",
+            "{},{},{},{:.0},{:.0},{:.4},{:.1},{:.0},{:.1},{:.0},{:.1},{},{},{},{},{:.1},{:.0},{},{},{},{},{},{},{},{:.2},{:.2},{},{},{},{},\"{}\"",
             r.system,
             r.payload,
             r.subscribers,
@@ -244,6 +269,11 @@ pub fn csv(results: &[CellResult], machine: &Machine) -> String {
             r.p99_us,
             r.p999_us,
             r.max_us,
+            r.common_publish_rate,
+            r.common_records_per_s,
+            r.common_p50_us,
+            r.common_p99_us,
+            r.common_p999_us,
             r.rss_base_kib,
             r.rss_idle_kib,
             r.rss_loaded_kib,
