@@ -279,10 +279,22 @@ async fn run_inner(
 
     // Latency at the same offered load for every system of the cell.
     let common = common_deliveries_per_s(spec.payload) / spec.subscribers as f64;
-    let same = timed_phase(&mut sender, &readers, common.max(1.0), spec.phase, max_batch).await?;
+    let same = timed_phase(
+        &mut sender,
+        &readers,
+        common.max(1.0),
+        spec.phase,
+        max_batch,
+    )
+    .await?;
     result.common_publish_rate = common.max(1.0);
     result.common_records_per_s = same.delivered_per_s;
-    (result.common_p50_us, result.common_p99_us, result.common_p999_us, _) = same.quantiles;
+    (
+        result.common_p50_us,
+        result.common_p99_us,
+        result.common_p999_us,
+        _,
+    ) = same.quantiles;
 
     result.rss_loaded_kib = peak.peak().max(procstat::rss_kib(server.pid));
     drop(peak);
@@ -341,7 +353,9 @@ async fn timed_phase(
             sender.send(count, Kind::Timed, intended).await?;
         }
     }
-    readers.drain(sender.next_seq, Duration::from_secs(20)).await;
+    readers
+        .drain(sender.next_seq, Duration::from_secs(20))
+        .await;
     let elapsed = start.elapsed().as_secs_f64();
     let hist = readers
         .latency

@@ -134,12 +134,18 @@ fn peer<'a>(results: &'a [CellResult], r: &CellResult, system: &str) -> Option<&
 pub fn markdown(results: &[CellResult], machine: &Machine) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Machine: {}.\n", machine.summary());
-    let _ = writeln!(out, "**Throughput, CPU and memory** (saturation, closed loop):\n");
+    let _ = writeln!(
+        out,
+        "**Throughput, CPU and memory** (saturation, closed loop):\n"
+    );
     let _ = writeln!(
         out,
         "| system | payload | subs | delivered rec/s | delivered MB/s | % loopback | server CPU % | rec per CPU-s | RSS base MiB | held MiB | KiB/sub idle | KiB/sub loaded | gaps | repeats |"
     );
-    let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(
+        out,
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    );
     for r in results {
         if !r.error.is_empty() {
             let _ = writeln!(
@@ -176,7 +182,10 @@ pub fn markdown(results: &[CellResult], machine: &Machine) -> String {
         out,
         "| system | payload | subs | half: pub rec/s | kept up % | p50 | p99 | p99.9 | server CPU % | common: pub rec/s | kept up % | p50 | p99 | p99.9 |"
     );
-    let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(
+        out,
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    );
     for r in results.iter().filter(|r| r.error.is_empty()) {
         let _ = writeln!(
             out,

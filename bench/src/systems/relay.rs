@@ -9,8 +9,8 @@ use aws_sdk_kinesis::{primitives::Blob, types::PutRecordsRequestEntry};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use kinesis_relay_api::v1::{
-    DescribeStreamRequest, LagPolicy, Latest, SubscribeRequest, relay_client::RelayClient, subscribe_request,
-    subscribe_response::Event,
+    DescribeStreamRequest, LagPolicy, Latest, SubscribeRequest, relay_client::RelayClient,
+    subscribe_request, subscribe_response::Event,
 };
 use tokio::task::JoinHandle;
 
