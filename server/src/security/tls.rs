@@ -152,6 +152,8 @@ pub fn incoming(
                 },
                 _ = crate::stopped(&mut shutdown) => return,
             };
+            // Nagle off, as on the plaintext path: responses go out at once.
+            let _ = stream.set_nodelay(true);
             let acceptor = TlsAcceptor::from(tls.current());
             let tx = tx.clone();
             tokio::spawn(async move {

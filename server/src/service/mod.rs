@@ -23,11 +23,10 @@ use std::sync::Arc;
 
 use kinesis_relay_api::v1::{self, relay_server::RelayServer};
 use tokio::{net::TcpListener, sync::watch};
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{
     body::Body,
     server::{NamedService, ServerStreamingService},
-    transport::Server,
+    transport::{Server, server::TcpIncoming},
 };
 use tonic_health::pb::health_server::{Health, HealthServer};
 
@@ -179,8 +178,11 @@ pub async fn serve(
     let stopped = async move { crate::stopped(&mut stop).await };
     match listener {
         Listener::Plain(listener) => {
+            // Nagle off: a response must not wait for the subscriber's delayed ACK (tonic
+            // sets it only on listeners it binds itself).
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
             router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped)
+                .serve_with_incoming_shutdown(incoming, stopped)
                 .await?
         }
         Listener::Tls(listener, tls) => {
