@@ -29,8 +29,10 @@ use crate::{
     subscription::{LagPolicy, OpenError, Subscription, oldest_cursor, timestamp},
 };
 
-/// Responses queued per subscriber before the task waits for the client to read.
-const SUBSCRIBER_QUEUE: usize = 4;
+/// Responses queued per subscriber before the task waits for the client to read. Small on
+/// purpose: while the connection is busy writing, records accumulate in the ring and go out
+/// in the next, larger batch instead of as many small queued responses.
+const SUBSCRIBER_QUEUE: usize = 2;
 
 /// Settings of the serving side.
 #[derive(Debug, Clone)]
@@ -208,6 +210,19 @@ async fn run_subscriber(
     loop {
         changes.borrow_and_update();
         loop {
+            // Read the ring only once the client can take a response: what arrives while
+            // the connection is busy joins the next batch (fewer, larger writes under load,
+            // no delay when idle). We are the only sender, so the slot stays free.
+            tokio::select! {
+                permit = tx.reserve() => match permit {
+                    Ok(permit) => drop(permit),
+                    Err(_) => return,
+                },
+                _ = crate::stopped(&mut shutdown) => {
+                    end_for_shutdown(&tx, &subscription).await;
+                    return;
+                }
+            }
             match subscription.poll(&hub, &mut out) {
                 Err(lagged) => {
                     hub.counters.lag_disconnects.fetch_add(1, Ordering::Relaxed);
