@@ -190,6 +190,9 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
             )),
         };
     }
+    // Records age out of the rings even on idle streams, whatever feeds them (Kinesis or
+    // an upstream relay): appends evict too, this covers the quiet times.
+    tokio::spawn(age_rings(hubs.clone(), shutdown_rx.clone()));
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_service_status(
@@ -296,6 +299,17 @@ pub async fn aws_client(endpoint_url: Option<&str>, region: Option<&str>) -> Cli
         loader = loader.endpoint_url(url);
     }
     Client::new(&loader.load().await)
+}
+
+/// Drops records past the rings' age limit every second until shutdown.
+async fn age_rings(hubs: Vec<Arc<StreamHub>>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => hubs.iter().for_each(|hub| hub.evict_expired()),
+            _ = stopped(&mut shutdown) => return,
+        }
+    }
 }
 
 /// Resolves once `shutdown` holds true (or its sender is gone). The borrow of the value

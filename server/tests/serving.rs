@@ -663,3 +663,37 @@ async fn a_cursor_resumes_on_a_restarted_relay_without_repeats_while_it_reads_ag
     relay.shutdown().await.unwrap();
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn records_age_out_of_an_idle_stream() {
+    // A relay fed by another relay gets no empty events, only heartbeats: nothing appends,
+    // so only the periodic sweep can age its ring.
+    let emulator = fast_emulator().stream("aging", 1).start().await.unwrap();
+    let first = start_relay(&emulator, fast_config(&["aging"])).await;
+    wait_active(&first).await;
+    let mut config = fast_config(&["aging"]);
+    config.rings.max_age = Duration::from_secs(1);
+    config.ingest.upstream = Some(kinesis_relay::ingest::upstream_relay::UpstreamRelay {
+        url: format!("http://{}", first.local_addr),
+        token: None,
+        ca_cert: None,
+    });
+    let second = kinesis_relay::start(config, client_for("http://127.0.0.1:9"))
+        .await
+        .unwrap();
+    wait_active(&second).await;
+    let kinesis = client_for(&emulator.endpoint_url());
+    put(&kinesis, "aging", &numbered("aging", 20, 2)).await;
+    held(&second, 20).await;
+    eventually(
+        "the idle ring to drop records older than its age limit",
+        || async {
+            let state = second.hubs[0].read();
+            state.bytes == 0 && state.shards.values().all(|s| s.ring.is_empty())
+        },
+    )
+    .await;
+    second.shutdown().await.unwrap();
+    first.shutdown().await.unwrap();
+    emulator.shutdown().await;
+}

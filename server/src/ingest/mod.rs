@@ -236,7 +236,6 @@ pub async fn run_stream(
                 if let Err(err) = checkpoints.flush() {
                     warn!(stream, cause = %format!("{err:#}"), "writing checkpoints failed");
                 }
-                hub.evict_expired();
             }
             _ = crate::stopped(&mut shutdown) => break,
         }
