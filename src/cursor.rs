@@ -99,30 +99,12 @@ impl Cursor {
 
     /// The URL-safe text form.
     pub fn encode(&self) -> String {
-        let message = CursorMessage {
-            version: VERSION,
-            stream: self.stream.clone(),
-            shards: self
-                .shards
+        encode_positions(
+            &self.stream,
+            self.shards
                 .iter()
-                .map(|(shard_id, position)| match position {
-                    Position::Start => ShardPositionMessage {
-                        shard_id: shard_id.clone(),
-                        sequence_number: String::new(),
-                        sub_sequence_number: None,
-                    },
-                    Position::After {
-                        sequence,
-                        sub_sequence,
-                    } => ShardPositionMessage {
-                        shard_id: shard_id.clone(),
-                        sequence_number: sequence.to_string(),
-                        sub_sequence_number: *sub_sequence,
-                    },
-                })
-                .collect(),
-        };
-        URL_SAFE_NO_PAD.encode(message.encode_to_vec())
+                .map(|(id, position)| (id.as_str(), position)),
+        )
     }
 
     /// Parses the text form, checking every field.
@@ -173,6 +155,37 @@ impl Cursor {
             shards,
         })
     }
+}
+
+/// The text form of a cursor of `stream` at these positions, without building a [`Cursor`]
+/// first (the relay encodes one for every response it sends).
+pub fn encode_positions<'a>(
+    stream: &str,
+    shards: impl IntoIterator<Item = (&'a str, &'a Position)>,
+) -> String {
+    let message = CursorMessage {
+        version: VERSION,
+        stream: stream.to_owned(),
+        shards: shards
+            .into_iter()
+            .map(|(shard_id, position)| match position {
+                Position::Start => ShardPositionMessage {
+                    shard_id: shard_id.to_owned(),
+                    sequence_number: String::new(),
+                    sub_sequence_number: None,
+                },
+                Position::After {
+                    sequence,
+                    sub_sequence,
+                } => ShardPositionMessage {
+                    shard_id: shard_id.to_owned(),
+                    sequence_number: sequence.to_string(),
+                    sub_sequence_number: *sub_sequence,
+                },
+            })
+            .collect(),
+    };
+    URL_SAFE_NO_PAD.encode(message.encode_to_vec())
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::{
 
 use bytes::Bytes;
 use kinesis_relay_api::{
-    cursor::{Cursor, Position},
+    cursor::{Cursor, Position, encode_positions},
     v1,
 };
 
@@ -265,16 +265,15 @@ impl Subscription {
         })
     }
 
-    /// The current cursor.
-    pub fn cursor(&self) -> Cursor {
-        Cursor {
-            stream: self.stream.clone(),
-            shards: self
-                .shards
+    /// The current cursor, encoded (once per response sent, so without an intermediate
+    /// [`Cursor`]).
+    pub fn encoded_cursor(&self) -> String {
+        encode_positions(
+            &self.stream,
+            self.shards
                 .iter()
-                .map(|(id, position)| (id.clone(), position.last.clone()))
-                .collect(),
-        }
+                .map(|(id, position)| (id.as_str(), &position.last)),
+        )
     }
 
     /// Reads what is new and appends the responses to send to `out`. Returns `Ok(true)` when
@@ -339,7 +338,7 @@ impl Subscription {
                 match self.on_lag {
                     LagPolicy::Disconnect => {
                         return Err(Lagged {
-                            cursor: self.cursor().encode(),
+                            cursor: self.encoded_cursor(),
                             shard: id,
                         });
                     }
@@ -407,7 +406,7 @@ impl Subscription {
     fn event(&self, event: v1::subscribe_response::Event) -> EncodedResponse {
         EncodedResponse::from_message(&v1::SubscribeResponse {
             event: Some(event),
-            cursor: self.cursor().encode(),
+            cursor: self.encoded_cursor(),
         })
     }
 
@@ -467,7 +466,7 @@ impl Subscription {
         if chunks.is_empty() {
             return (None, advanced);
         }
-        let batch = EncodedResponse::record_batch(id, chunks, &self.cursor().encode());
+        let batch = EncodedResponse::record_batch(id, chunks, &self.encoded_cursor());
         (Some(batch), advanced)
     }
 }

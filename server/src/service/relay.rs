@@ -284,7 +284,7 @@ async fn end_for_shutdown(
     let status = with_cursor(
         Code::Unavailable,
         "the relay is shutting down; resume on another relay (or this one when it is back) with the cursor in the status details (trailer kinesis-relay-cursor)".to_owned(),
-        &subscription.cursor().encode(),
+        &subscription.encoded_cursor(),
     );
     // Bounded: a client that does not read gets dropped with the connection.
     let _ = tokio::time::timeout(Duration::from_secs(2), tx.send(Err(status))).await;
