@@ -62,6 +62,10 @@ pub struct CellResult {
     pub p99_us: u64,
     pub p999_us: u64,
     pub max_us: u64,
+    /// Latency phase, relay only: p50, p99, p99.9 of the delay the relay itself adds
+    /// (entering the relay to handed to the subscriber's stream), as the upper bounds of
+    /// its metric's buckets, microseconds (`u64::MAX`: above the last bound).
+    pub added: Option<(u64, u64, u64)>,
     /// Common-load phase: records published per second (the same for every system).
     pub common_publish_rate: f64,
     /// Common-load phase: records delivered per second, summed over subscribers.
@@ -69,6 +73,8 @@ pub struct CellResult {
     pub common_p50_us: u64,
     pub common_p99_us: u64,
     pub common_p999_us: u64,
+    /// Common-load phase, relay only: as [`CellResult::added`].
+    pub common_added: Option<(u64, u64, u64)>,
     /// RSS with no subscriber, KiB.
     pub rss_base_kib: u64,
     /// RSS with the subscribers connected and idle, KiB.
@@ -271,15 +277,17 @@ async fn run_inner(
     // Latency at half the saturation rate, open loop.
     let rate = (result.sat_records_per_s / spec.subscribers as f64 / 2.0).max(10.0);
     let cpu0 = procstat::cpu_seconds(server.pid);
-    let half = timed_phase(&mut sender, &readers, rate, spec.phase, max_batch).await?;
+    let half = timed_phase(&server, &mut sender, &readers, rate, spec.phase, max_batch).await?;
     result.lat_cpu_pct = (procstat::cpu_seconds(server.pid) - cpu0) / half.elapsed * 100.0;
     result.lat_publish_rate = rate;
     result.lat_records_per_s = half.delivered_per_s;
     (result.p50_us, result.p99_us, result.p999_us, result.max_us) = half.quantiles;
+    result.added = half.added;
 
     // Latency at the same offered load for every system of the cell.
     let common = common_deliveries_per_s(spec.payload) / spec.subscribers as f64;
     let same = timed_phase(
+        &server,
         &mut sender,
         &readers,
         common.max(1.0),
@@ -295,6 +303,7 @@ async fn run_inner(
         result.common_p999_us,
         _,
     ) = same.quantiles;
+    result.common_added = same.added;
 
     result.rss_loaded_kib = peak.peak().max(procstat::rss_kib(server.pid));
     drop(peak);
@@ -323,11 +332,39 @@ struct Timed {
     elapsed: f64,
     /// p50, p99, p99.9 and max latency, microseconds.
     quantiles: (u64, u64, u64, u64),
+    /// The relay's own share: p50, p99, p99.9, microseconds (bucket upper bounds).
+    added: Option<(u64, u64, u64)>,
+}
+
+/// The upper bound (µs) of the bucket holding quantile `q` of what was counted between two
+/// snapshots of cumulative buckets; `u64::MAX` when it is above every bound.
+fn bucket_quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Option<u64> {
+    let counts: Vec<(f64, u64)> = after
+        .iter()
+        .zip(before)
+        .map(|(&(bound, now), &(_, then))| (bound, now.saturating_sub(then)))
+        .collect();
+    let total = counts.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let rank = ((q * total as f64).ceil() as u64).max(1);
+    counts
+        .iter()
+        .find(|(_, cumulative)| *cumulative >= rank)
+        .map(|&(bound, _)| {
+            if bound.is_finite() {
+                (bound * 1e6).round() as u64
+            } else {
+                u64::MAX
+            }
+        })
 }
 
 /// Publishes `rate` timed records per second for `duration` in 1 ms ticks, each stamped with
 /// its intended send time, waits for delivery, and takes the latency histogram.
 async fn timed_phase(
+    server: &Server,
     sender: &mut Sender,
     readers: &Readers,
     rate: f64,
@@ -337,6 +374,7 @@ async fn timed_phase(
     if let Ok(mut hist) = readers.latency.lock() {
         hist.reset();
     }
+    let delay0 = systems::relay_delay(server).await;
     let first = sender.next_seq;
     let delivered0 = readers.delivered();
     let start_ns = payload::now_ns();
@@ -357,6 +395,16 @@ async fn timed_phase(
         .drain(sender.next_seq, Duration::from_secs(20))
         .await;
     let elapsed = start.elapsed().as_secs_f64();
+    let added = match (delay0, systems::relay_delay(server).await) {
+        (Some(before), Some(after)) => (|| {
+            Some((
+                bucket_quantile(&before, &after, 0.5)?,
+                bucket_quantile(&before, &after, 0.99)?,
+                bucket_quantile(&before, &after, 0.999)?,
+            ))
+        })(),
+        _ => None,
+    };
     let hist = readers
         .latency
         .lock()
@@ -370,6 +418,7 @@ async fn timed_phase(
             hist.value_at_quantile(0.999),
             hist.max(),
         ),
+        added,
     })
 }
 
@@ -408,4 +457,19 @@ async fn warm_up(sender: &mut Sender, readers: &Readers) -> anyhow::Result<()> {
         "subscribers did not catch up after warm-up"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_quantiles_come_from_the_difference_of_two_snapshots() {
+        let before = [(0.001, 10), (0.005, 10), (f64::INFINITY, 10)];
+        let after = [(0.001, 100), (0.005, 109), (f64::INFINITY, 110)];
+        assert_eq!(bucket_quantile(&before, &after, 0.5), Some(1_000));
+        assert_eq!(bucket_quantile(&before, &after, 0.99), Some(5_000));
+        assert_eq!(bucket_quantile(&before, &after, 0.999), Some(u64::MAX));
+        assert_eq!(bucket_quantile(&before, &before, 0.5), None);
+    }
 }

@@ -84,6 +84,15 @@ fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
 
+/// A bucket bound of the relay's delay histogram: "≤ 5.00"; "-" where not measured.
+fn bound_ms(us: Option<u64>) -> String {
+    match us {
+        None => "-".into(),
+        Some(u64::MAX) => "> 10000".into(),
+        Some(us) => format!("≤ {}", ms(us)),
+    }
+}
+
 fn size(bytes: usize) -> String {
     match bytes {
         b if b >= 1024 && b % 1024 == 0 => format!("{} KiB", b / 1024),
@@ -180,16 +189,16 @@ pub fn markdown(results: &[CellResult], machine: &Machine) -> String {
     let _ = writeln!(out, "\n**Latency** (open loop; ms):\n");
     let _ = writeln!(
         out,
-        "| system | payload | subs | half: pub rec/s | kept up % | p50 | p99 | p99.9 | server CPU % | common: pub rec/s | kept up % | p50 | p99 | p99.9 |"
+        "| system | payload | subs | half: pub rec/s | kept up % | p50 | p99 | p99.9 | relay-added p50 | relay-added p99 | server CPU % | common: pub rec/s | kept up % | p50 | p99 | p99.9 | relay-added p50 | relay-added p99 |"
     );
     let _ = writeln!(
         out,
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     );
     for r in results.iter().filter(|r| r.error.is_empty()) {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
             r.system,
             size(r.payload),
             r.subscribers,
@@ -198,12 +207,16 @@ pub fn markdown(results: &[CellResult], machine: &Machine) -> String {
             ms(r.p50_us),
             ms(r.p99_us),
             ms(r.p999_us),
+            bound_ms(r.added.map(|a| a.0)),
+            bound_ms(r.added.map(|a| a.1)),
             r.lat_cpu_pct,
             r.common_publish_rate,
             r.common_kept_up_pct(),
             ms(r.common_p50_us),
             ms(r.common_p99_us),
             ms(r.common_p999_us),
+            bound_ms(r.common_added.map(|a| a.0)),
+            bound_ms(r.common_added.map(|a| a.1)),
         );
     }
     let _ = writeln!(
@@ -248,7 +261,10 @@ pub fn markdown(results: &[CellResult], machine: &Machine) -> String {
          subscribers for payloads up to 1 KiB, 40 MB/s for larger ones); *kept up %* = deliveries/s in the \
          phase over the offered rate times subscribers (below ~95% a backlog grew, and the latency is \
          queueing). For the relay, latency includes PutRecords into the emulator and its SubscribeToShard \
-         push. *gaps/repeats* = sequence numbers missed/repeated, summed over subscribers.",
+         push, and the subscribers' decoding on the shared load-generator core. *relay-added* = the \
+         relay's own share, from its `kinesis_relay_delivery_delay_seconds` histogram: a record entering \
+         the relay (read from the emulator) to the response carrying it handed to the subscriber's HTTP/2 \
+         stream, per record, shown as the upper bound of the bucket holding the quantile. *gaps/repeats* = sequence numbers missed/repeated, summed over subscribers.",
         machine.loopback / 1e6,
         crate::cell::common_deliveries_per_s(100)
     );
@@ -257,12 +273,12 @@ pub fn markdown(results: &[CellResult], machine: &Machine) -> String {
 
 pub fn csv(results: &[CellResult], machine: &Machine) -> String {
     let mut out = String::from(
-        "system,payload_bytes,subscribers,sat_records_per_s,sat_bytes_per_s,loopback_fraction,sat_cpu_pct,deliveries_per_cpu_s,lat_publish_rate,lat_records_per_s,lat_cpu_pct,p50_us,p99_us,p999_us,max_us,common_publish_rate,common_records_per_s,common_p50_us,common_p99_us,common_p999_us,rss_base_kib,rss_idle_kib,rss_loaded_kib,held_kib,idle_kib_per_sub,loaded_kib_per_sub,sent,delivered,gaps,repeats,error\n",
+        "system,payload_bytes,subscribers,sat_records_per_s,sat_bytes_per_s,loopback_fraction,sat_cpu_pct,deliveries_per_cpu_s,lat_publish_rate,lat_records_per_s,lat_cpu_pct,p50_us,p99_us,p999_us,max_us,common_publish_rate,common_records_per_s,common_p50_us,common_p99_us,common_p999_us,added_p50_us,added_p99_us,added_p999_us,common_added_p50_us,common_added_p99_us,common_added_p999_us,rss_base_kib,rss_idle_kib,rss_loaded_kib,held_kib,idle_kib_per_sub,loaded_kib_per_sub,sent,delivered,gaps,repeats,error\n",
     );
     for r in results {
         let _ = writeln!(
             out,
-            "{},{},{},{:.0},{:.0},{:.4},{:.1},{:.0},{:.1},{:.0},{:.1},{},{},{},{},{:.1},{:.0},{},{},{},{},{},{},{},{:.2},{:.2},{},{},{},{},\"{}\"",
+            "{},{},{},{:.0},{:.0},{:.4},{:.1},{:.0},{:.1},{:.0},{:.1},{},{},{},{},{:.1},{:.0},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{:.2},{},{},{},{},\"{}\"",
             r.system,
             r.payload,
             r.subscribers,
@@ -283,6 +299,12 @@ pub fn csv(results: &[CellResult], machine: &Machine) -> String {
             r.common_p50_us,
             r.common_p99_us,
             r.common_p999_us,
+            csv_us(r.added.map(|a| a.0)),
+            csv_us(r.added.map(|a| a.1)),
+            csv_us(r.added.map(|a| a.2)),
+            csv_us(r.common_added.map(|a| a.0)),
+            csv_us(r.common_added.map(|a| a.1)),
+            csv_us(r.common_added.map(|a| a.2)),
             r.rss_base_kib,
             r.rss_idle_kib,
             r.rss_loaded_kib,
@@ -297,4 +319,13 @@ pub fn csv(results: &[CellResult], machine: &Machine) -> String {
         );
     }
     out
+}
+
+/// A bucket bound for the CSV: empty where not measured, `inf` above the last bound.
+fn csv_us(us: Option<u64>) -> String {
+    match us {
+        None => String::new(),
+        Some(u64::MAX) => "inf".into(),
+        Some(us) => us.to_string(),
+    }
 }

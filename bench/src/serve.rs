@@ -6,7 +6,7 @@ use std::{io::Write, net::SocketAddr, time::Duration};
 
 use kinesis_emulator::Emulator;
 use kinesis_relay::{
-    RelayConfig, SecuritySettings,
+    AdminSettings, RelayConfig, SecuritySettings,
     embedded::client_for,
     hub::{ReaderState, RingLimits},
     ingest::{IngestSettings, InitialPosition},
@@ -34,7 +34,7 @@ pub async fn emulator() -> anyhow::Result<()> {
 }
 
 /// Runs the relay on `endpoint` with default serving settings and a `ring_bytes` ring,
-/// waits until it reads every shard, then prints `LISTEN <addr>`.
+/// waits until it reads every shard, then prints `LISTEN <addr> <metrics addr>`.
 pub async fn relay(endpoint: &str, ring_bytes: u64) -> anyhow::Result<()> {
     let config = RelayConfig {
         streams: vec![STREAM.to_owned()],
@@ -50,6 +50,11 @@ pub async fn relay(endpoint: &str, ring_bytes: u64) -> anyhow::Result<()> {
             ..RingLimits::default()
         },
         serve: ServeSettings::default(),
+        // The delay histogram the harness reads.
+        admin: AdminSettings {
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            ..AdminSettings::default()
+        },
         transport: TransportSettings::default(),
         // Admission limits are policy, not the data path: 1000 subscribers connect at once.
         security: SecuritySettings {
@@ -60,7 +65,6 @@ pub async fn relay(endpoint: &str, ring_bytes: u64) -> anyhow::Result<()> {
             },
             ..SecuritySettings::default()
         },
-        ..RelayConfig::default()
     };
     let relay = kinesis_relay::start(config, client_for(endpoint)).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -82,7 +86,10 @@ pub async fn relay(endpoint: &str, ring_bytes: u64) -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    announce(&format!("LISTEN {}", relay.local_addr))?;
+    let metrics = relay
+        .metrics_addr
+        .map_or_else(String::new, |addr| addr.to_string());
+    announce(&format!("LISTEN {} {metrics}", relay.local_addr))?;
     relay.run_until(std::future::pending()).await
 }
 

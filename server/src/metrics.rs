@@ -15,14 +15,14 @@ use hyper::{Request, Response, StatusCode, body::Bytes, server::conn::http1, ser
 use hyper_util::rt::TokioIo;
 use prometheus_client::{
     collector::Collector,
-    encoding::{DescriptorEncoder, EncodeMetric},
-    metrics::{counter::ConstCounter, gauge::ConstGauge},
-    registry::Registry,
+    encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+    registry::{Registry, Unit},
 };
 use tokio::{net::TcpListener, sync::watch};
 use tracing::{debug, info};
 
-use crate::hub::{ReaderState, StreamHub};
+use crate::hub::{ReaderState, StreamHub, delay::DelaySnapshot};
 
 /// Reads the hubs at each scrape.
 #[derive(Debug)]
@@ -61,6 +61,27 @@ fn gauge(
     Ok(())
 }
 
+fn histogram(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: &Unit,
+    values: &[(Labels, DelaySnapshot)],
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, Some(unit), MetricType::Histogram)?;
+    for (labels, snapshot) in values {
+        metric
+            .encode_family(labels)?
+            .encode_histogram::<NoLabelSet>(
+                snapshot.sum_seconds,
+                snapshot.count,
+                &snapshot.buckets,
+                None,
+            )?;
+    }
+    Ok(())
+}
+
 const STATES: [(ReaderState, &str); 4] = [
     (ReaderState::Waiting, "waiting"),
     (ReaderState::Reading, "reading"),
@@ -76,6 +97,7 @@ impl Collector for HubCollector {
         let (mut subscribers, mut records_out, mut bytes_out) = (vec![], vec![], vec![]);
         let (mut disconnects, mut gaps, mut ring_bytes, mut oldest_age) =
             (vec![], vec![], vec![], vec![]);
+        let mut delays = vec![];
         let now = SystemTime::now();
         for hub in &self.hubs {
             let stream = hub.name().to_owned();
@@ -104,6 +126,7 @@ impl Collector for HubCollector {
             bytes_out.push((labels.clone(), c.bytes_out.load(Ordering::Relaxed)));
             disconnects.push((labels.clone(), c.lag_disconnects.load(Ordering::Relaxed)));
             gaps.push((labels.clone(), c.gaps.load(Ordering::Relaxed)));
+            delays.push((labels.clone(), c.delivery_delay.snapshot()));
             ring_bytes.push((labels.clone(), state.bytes as i64));
             let age = state
                 .oldest_arrival()
@@ -177,6 +200,13 @@ impl Collector for HubCollector {
             "kinesis_relay_gaps",
             "Gap events sent to subscribers that lagged under SKIP.",
             &gaps,
+        )?;
+        histogram(
+            e,
+            "kinesis_relay_delivery_delay",
+            "Time records spent in the relay, from entering it to being handed to a subscriber's stream (per record; a batch counts at its oldest record).",
+            &Unit::Seconds,
+            &delays,
         )?;
         gauge(
             e,

@@ -93,6 +93,26 @@ async fn metrics_report_what_flows_in_and_out() {
         "{text}"
     );
     assert!(metric(&text, "kinesis_relay_ring_bytes", "stream=\"metered\"").unwrap() > 0.0);
+    // Every record sent is counted once in the delay histogram, and took less than the
+    // catch-all bucket.
+    assert_eq!(
+        metric(
+            &text,
+            "kinesis_relay_delivery_delay_seconds_count",
+            "stream=\"metered\""
+        ),
+        Some(50.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "kinesis_relay_delivery_delay_seconds_bucket",
+            "le=\"10.0\",stream=\"metered\""
+        ),
+        Some(50.0),
+        "{text}"
+    );
     assert_eq!(
         metric(
             &text,

@@ -65,6 +65,8 @@ pub struct Server {
     pub addr: String,
     /// For the relay: the emulator's endpoint URL, where the publisher writes.
     pub upstream: Option<String>,
+    /// For the relay: its metrics listener (`host:port`), for the delay it adds.
+    pub metrics: Option<String>,
     /// The processes, the measured one last; killed on drop (`kill_on_drop`).
     _children: Vec<Child>,
 }
@@ -132,6 +134,7 @@ async fn finish_tcp_start(system: System, child: Child, addr: String) -> anyhow:
         pid,
         addr,
         upstream: None,
+        metrics: None,
         _children: vec![child],
     })
 }
@@ -229,6 +232,15 @@ impl Publisher {
             Publisher::Relay(_) => 500,
             Publisher::Redis(_) | Publisher::Nats(_) => 1000,
         }
+    }
+}
+
+/// The relay's delivery delay histogram (cumulative buckets, see
+/// [`relay::delivery_delay`]); `None` for the other systems or when it cannot be read.
+pub async fn relay_delay(server: &Server) -> Option<Vec<(f64, u64)>> {
+    match server.system {
+        System::Relay => relay::delivery_delay(server).await.ok(),
+        System::Redis | System::Nats => None,
     }
 }
 

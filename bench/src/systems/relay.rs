@@ -12,7 +12,10 @@ use kinesis_relay_api::v1::{
     DescribeStreamRequest, LagPolicy, Latest, SubscribeRequest, relay_client::RelayClient,
     subscribe_request, subscribe_response::Event,
 };
-use tokio::task::JoinHandle;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    task::JoinHandle,
+};
 
 use super::{Placement, Server, System, ready_line, spawn};
 use crate::{payload::SubStats, serve::STREAM};
@@ -39,13 +42,17 @@ pub async fn start(placement: &Placement, ring_bytes: u64) -> anyhow::Result<Ser
         ],
         true,
     )?;
-    let addr = ready_line(&mut relay, "LISTEN").await?;
+    let listen = ready_line(&mut relay, "LISTEN").await?;
+    let (addr, metrics) = listen
+        .split_once(' ')
+        .context("the relay printed no metrics address")?;
     let pid = relay.id().context("relay exited at once")?;
     Ok(Server {
         system: System::Relay,
         pid,
-        addr,
+        addr: addr.to_owned(),
         upstream: Some(endpoint),
+        metrics: Some(metrics.to_owned()),
         _children: vec![emulator, relay],
     })
 }
@@ -129,4 +136,44 @@ pub async fn ring_bytes_held(server: &Server) -> anyhow::Result<u64> {
         .await?
         .into_inner();
     Ok(described.shards.iter().map(|shard| shard.bytes_held).sum())
+}
+
+/// The relay's delivery delay histogram now: (upper bound in seconds, records at or below
+/// it), cumulative, from its `/metrics`.
+pub async fn delivery_delay(server: &Server) -> anyhow::Result<Vec<(f64, u64)>> {
+    let addr = server
+        .metrics
+        .as_deref()
+        .context("relay has a metrics address")?;
+    let mut socket = tokio::net::TcpStream::connect(addr)
+        .await
+        .context("connecting to the relay's metrics")?;
+    socket
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
+        .await?;
+    let mut text = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        socket.read_to_string(&mut text),
+    )
+    .await
+    .context("reading the relay's metrics")??;
+    let buckets: Vec<(f64, u64)> = text
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("kinesis_relay_delivery_delay_seconds_bucket{le=\"")?;
+            let (bound, rest) = rest.split_once('"')?;
+            let bound = if bound == "+Inf" {
+                f64::INFINITY
+            } else {
+                bound.parse().ok()?
+            };
+            Some((bound, rest.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    anyhow::ensure!(
+        !buckets.is_empty(),
+        "no kinesis_relay_delivery_delay_seconds in the relay's metrics"
+    );
+    Ok(buckets)
 }

@@ -2,7 +2,7 @@
 
 use std::{
     sync::Arc,
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -45,6 +45,8 @@ pub struct Entry {
     pub partition_key: Arc<str>,
     /// Arrival time, for timestamp starts and age eviction.
     pub arrival: SystemTime,
+    /// When the relay took the record in, for the delivery delay metric.
+    pub received: Instant,
     /// The record as one `RecordBatch.records` field (tag, length, `Record`), shared by every
     /// subscriber batch that carries it.
     pub encoded: Bytes,
@@ -78,6 +80,7 @@ impl Entry {
             sub_sequence: record.sub_sequence,
             partition_key: Arc::from(record.partition_key),
             arrival,
+            received: Instant::now(),
             encoded: buf.freeze(),
         }
     }

@@ -7,6 +7,7 @@
 //! records older than the age limit are dropped, so memory is bounded by the rings whatever
 //! the number of subscribers.
 
+pub mod delay;
 pub mod entry;
 pub mod ring;
 
@@ -124,6 +125,8 @@ pub struct StreamCounters {
     pub lag_disconnects: AtomicU64,
     /// Gap events sent.
     pub gaps: AtomicU64,
+    /// Time records spent in the relay before a subscriber's response carried them.
+    pub delivery_delay: delay::DelayHistogram,
 }
 
 impl ShardSlot {

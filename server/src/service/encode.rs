@@ -5,6 +5,8 @@
 //! are already encoded as field-2 chunks in the hub, so a response is a short header, the
 //! shared chunks, and the cursor: nothing is encoded per subscriber but the cursor.
 
+use std::time::Instant;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use kinesis_relay_api::v1;
 use prost::Message;
@@ -21,6 +23,8 @@ pub struct EncodedResponse {
     pub segments: Vec<Bytes>,
     /// Records it carries (for metrics).
     pub records: usize,
+    /// When its oldest record entered the relay (record batches only).
+    pub oldest: Option<Instant>,
 }
 
 impl EncodedResponse {
@@ -29,11 +33,17 @@ impl EncodedResponse {
         Self {
             segments: vec![Bytes::from(message.encode_to_vec())],
             records: 0,
+            oldest: None,
         }
     }
 
     /// A record batch of `shard_id` made of pre-encoded record chunks.
-    pub fn record_batch(shard_id: &str, chunks: Vec<Bytes>, cursor: &str) -> Self {
+    pub fn record_batch(
+        shard_id: &str,
+        chunks: Vec<Bytes>,
+        cursor: &str,
+        oldest: Option<Instant>,
+    ) -> Self {
         let shard_field_len = 1 + prost::length_delimiter_len(shard_id.len()) + shard_id.len();
         let batch_len = shard_field_len + chunks.iter().map(Bytes::len).sum::<usize>();
         let mut header = BytesMut::with_capacity(16 + shard_field_len);
@@ -47,7 +57,11 @@ impl EncodedResponse {
         segments.push(header.freeze());
         segments.extend(chunks);
         segments.push(cursor_field(cursor));
-        Self { segments, records }
+        Self {
+            segments,
+            records,
+            oldest,
+        }
     }
 
     /// Encoded length.
@@ -104,7 +118,7 @@ mod tests {
                 .encoded
             })
             .collect();
-        let response = EncodedResponse::record_batch("shardId-000000000001", chunks, "abc_-");
+        let response = EncodedResponse::record_batch("shardId-000000000001", chunks, "abc_-", None);
         let decoded = response.decode().unwrap();
         assert_eq!(decoded.cursor, "abc_-");
         let Some(v1::subscribe_response::Event::Records(batch)) = decoded.event else {
