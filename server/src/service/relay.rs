@@ -11,7 +11,7 @@ use futures::Stream;
 use kinesis_relay_api::v1;
 use tokio::{
     sync::watch,
-    time::{Instant, sleep_until},
+    time::{Instant, Sleep, sleep_until},
 };
 use tokio_stream::StreamExt;
 use tonic::{Code, Request, Response, Status};
@@ -183,6 +183,7 @@ impl RelayService {
             subscription,
             pending: VecDeque::new(),
             heartbeat_interval: self.settings.heartbeat_interval,
+            heartbeat: Box::pin(sleep_until(Instant::now() + self.settings.heartbeat_interval)),
             last_sent: Instant::now(),
             shutdown: self.shutdown.clone(),
             done: false,
@@ -212,6 +213,9 @@ struct Feed {
     /// Responses read from the ring, not yet handed to the transport.
     pending: VecDeque<EncodedResponse>,
     heartbeat_interval: Duration,
+    /// Fires at the earliest time a heartbeat may be due. Moved only when it fires, not at
+    /// every response: arming a timer per wait cost more than the rare early wake-up.
+    heartbeat: Pin<Box<Sleep>>,
     last_sent: Instant,
     shutdown: watch::Receiver<bool>,
     /// Set once the stream has ended with a status.
@@ -288,8 +292,15 @@ impl Feed {
             }
             tokio::select! {
                 changed = self.changes.changed() => if changed.is_err() { return None },
-                _ = sleep_until(self.last_sent + self.heartbeat_interval) => {
-                    self.last_sent = Instant::now();
+                () = &mut self.heartbeat => {
+                    let due = self.last_sent + self.heartbeat_interval;
+                    let now = Instant::now();
+                    if now < due {
+                        self.heartbeat.as_mut().reset(due);
+                        continue;
+                    }
+                    self.heartbeat.as_mut().reset(now + self.heartbeat_interval);
+                    self.last_sent = now;
                     return Some(Ok(self.subscription.heartbeat(&self.hub)));
                 }
                 // Also when the shutdown sender is gone: the relay is going away either way.
