@@ -28,3 +28,9 @@ pub mod v1 {
 /// `tonic-reflection`.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/kinesis_relay_v1_descriptor.bin"));
+
+/// The HTTP/2 frame size (SETTINGS_MAX_FRAME_SIZE) Subscribe clients should accept. The
+/// relay's responses are up to 64 KiB of records (more for a single large record); with the
+/// HTTP/2 default of 16 KiB each goes out as several frames, and the relay's HTTP/2 stack
+/// writes every frame with its own system call. With 1 MiB, one response is one write.
+pub const CLIENT_MAX_FRAME_SIZE: u32 = 1 << 20;

@@ -67,6 +67,7 @@ impl Connector {
             .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(Duration::from_secs(20))
             .keep_alive_while_idle(true)
+            .max_frame_size(kinesis_relay_api::CLIENT_MAX_FRAME_SIZE)
             .tcp_nodelay(true);
         if tls {
             let mut config = ClientTlsConfig::new();

@@ -98,10 +98,14 @@ pub async fn subscribe(
     stats: Arc<SubStats>,
     latency: Arc<Mutex<Histogram<u64>>>,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let mut client = RelayClient::connect(format!("http://{}", server.addr))
+    // Configured as kinesis-relay-client configures its channel.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))?
+        .max_frame_size(kinesis_relay_api::CLIENT_MAX_FRAME_SIZE)
+        .tcp_nodelay(true)
+        .connect()
         .await
-        .context("connecting to the relay")?
-        .max_decoding_message_size(64 << 20);
+        .context("connecting to the relay")?;
+    let mut client = RelayClient::new(channel).max_decoding_message_size(64 << 20);
     let request = SubscribeRequest {
         stream: STREAM.to_owned(),
         starting_position: Some(subscribe_request::StartingPosition::Latest(Latest {})),

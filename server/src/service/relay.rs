@@ -183,7 +183,9 @@ impl RelayService {
             subscription,
             pending: VecDeque::new(),
             heartbeat_interval: self.settings.heartbeat_interval,
-            heartbeat: Box::pin(sleep_until(Instant::now() + self.settings.heartbeat_interval)),
+            heartbeat: Box::pin(sleep_until(
+                Instant::now() + self.settings.heartbeat_interval,
+            )),
             last_sent: Instant::now(),
             shutdown: self.shutdown.clone(),
             done: false,
