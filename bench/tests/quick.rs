@@ -41,12 +41,13 @@ fn quick_matrix_delivers_every_record_on_every_system() {
             .position(|h| *h == name)
             .unwrap_or_else(|| panic!("column {name}"))
     };
-    let (system, delivered, gaps, repeats, error) = (
+    let (system, delivered, gaps, repeats, error, added_p99) = (
         column("system"),
         column("delivered"),
         column("gaps"),
         column("repeats"),
         column("error"),
+        column("added_p99_us"),
     );
     let mut seen = Vec::new();
     for line in lines {
@@ -59,6 +60,15 @@ fn quick_matrix_delivers_every_record_on_every_system() {
         );
         assert_eq!(fields[gaps], "0", "gaps: {cell}");
         assert_eq!(fields[repeats], "0", "repeats: {cell}");
+        // The relay's own share of the latency comes from its metrics; the others have none.
+        if fields[system] == "relay" {
+            assert!(
+                fields[added_p99].parse::<u64>().is_ok() || fields[added_p99] == "inf",
+                "relay-added latency not measured: {cell}"
+            );
+        } else {
+            assert_eq!(fields[added_p99], "", "{cell}");
+        }
         seen.push(fields[system].to_owned());
     }
     for expected in ["relay", "redis", "nats"] {

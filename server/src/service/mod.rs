@@ -1,7 +1,7 @@
 //! The gRPC side: the `Relay` service, health and reflection on one listener.
 //!
 //! # Layout
-//! - `relay.rs`: request handling and the per-subscriber task.
+//! - `relay.rs`: request handling and each subscriber's response stream.
 //! - `validate.rs`: request field checks.
 //! - `encode.rs`: response bytes from pre-encoded records.
 //! - `codec.rs`: the tonic codec that writes those bytes as they are.

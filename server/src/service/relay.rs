@@ -1,4 +1,4 @@
-//! The `Relay` service: request handling and the per-subscriber task.
+//! The `Relay` service: request handling and each subscriber's response stream.
 
 use std::{
     collections::{BTreeMap, VecDeque},
