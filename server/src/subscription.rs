@@ -19,6 +19,7 @@ use kinesis_relay_api::{
 use crate::{
     hub::{
         StreamHub, StreamState,
+        entry::Entry,
         ring::{Floor, Seek, ShardRing},
     },
     service::encode::EncodedResponse,
@@ -442,18 +443,18 @@ impl Subscription {
     /// and whether the position moved (filtered records move it too).
     fn read_batch(&mut self, id: &str, ring: &ShardRing) -> (Option<EncodedResponse>, bool) {
         let position = self.shards.get_mut(id).expect("caller checked the shard");
-        let mut chunks: Vec<Bytes> = Vec::new();
+        // Consecutive records of one block go out as one slice of it.
+        let mut runs: Vec<Bytes> = Vec::new();
+        let mut run: Option<(&Entry, usize)> = None;
+        let mut records = 0;
         let mut bytes = 0;
         let mut oldest = None;
         let start = position.next;
-        while chunks.len() < self.max_batch
-            && bytes < BATCH_BYTES
-            && position.next - start < MAX_SCAN
-        {
+        while records < self.max_batch && bytes < BATCH_BYTES && position.next - start < MAX_SCAN {
             let Some(entry) = ring.get(position.next) else {
                 break;
             };
-            if !chunks.is_empty() && bytes + entry.encoded.len() > MAX_BATCH_BYTES {
+            if records > 0 && bytes + entry.encoded.len() > MAX_BATCH_BYTES {
                 break;
             }
             position.next += 1;
@@ -464,17 +465,39 @@ impl Subscription {
                 continue;
             }
             position.last = entry_position;
-            if self.filter.matches(&entry.partition_key) {
-                bytes += entry.encoded.len();
-                oldest.get_or_insert(entry.received);
-                chunks.push(entry.encoded.clone());
+            if !self.filter.matches(&entry.partition_key) {
+                // The run is broken: a filtered record lies between.
+                runs.extend(
+                    run.take()
+                        .map(|(first, len)| first.block.slice(first.offset..first.offset + len)),
+                );
+                continue;
             }
+            records += 1;
+            bytes += entry.encoded.len();
+            oldest.get_or_insert(entry.received);
+            run =
+                match run {
+                    Some((first, len))
+                        if first.offset + len == entry.offset && first.adjoins_block(entry) =>
+                    {
+                        Some((first, len + entry.encoded.len()))
+                    }
+                    previous => {
+                        runs.extend(previous.map(|(first, len)| {
+                            first.block.slice(first.offset..first.offset + len)
+                        }));
+                        Some((entry, entry.encoded.len()))
+                    }
+                };
         }
+        runs.extend(run.map(|(first, len)| first.block.slice(first.offset..first.offset + len)));
         let advanced = position.next != start;
-        if chunks.is_empty() {
+        if records == 0 {
             return (None, advanced);
         }
-        let batch = EncodedResponse::record_batch(id, chunks, &self.encoded_cursor(), oldest);
+        let batch =
+            EncodedResponse::record_batch(id, runs, records, &self.encoded_cursor(), oldest);
         (Some(batch), advanced)
     }
 }
@@ -513,4 +536,76 @@ pub fn format_time(at: SystemTime) -> String {
     time::OffsetDateTime::from(at)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| "an unknown time".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::HashSet, time::Duration};
+
+    use super::*;
+    use crate::hub::{ReaderState, RingLimits, ShardMeta, entry::RelayRecord};
+
+    fn records(keys: &[(u64, &str)]) -> Vec<RelayRecord> {
+        keys.iter()
+            .map(|&(seq, key)| RelayRecord {
+                partition_key: key.into(),
+                data: Bytes::from(vec![seq as u8; 100]),
+                sequence: seq.to_string().parse().unwrap(),
+                sub_sequence: None,
+                arrival: SystemTime::now(),
+                explicit_hash_key: None,
+            })
+            .collect()
+    }
+
+    /// Segments of the first response of a subscription from the start with `filter`.
+    fn segments(filter: KeyFilter) -> (usize, usize) {
+        let hub = StreamHub::new(
+            "s",
+            RingLimits {
+                max_bytes: 1 << 20,
+                max_age: Duration::from_secs(60),
+            },
+        );
+        let meta = ShardMeta {
+            shard_id: "a".into(),
+            parents: vec![],
+            hash_key_range: ("0".into(), "1".into()),
+        };
+        hub.add_shard(meta, Floor::Origin, ReaderState::Reading);
+        hub.set_started();
+        hub.append(
+            "a",
+            records(&[(1, "x"), (2, "x"), (3, "y"), (4, "x"), (5, "x")]),
+            0,
+        );
+        hub.append("a", records(&[(6, "x"), (7, "x")]), 0);
+        let spec = SubscriptionSpec {
+            shard_ids: None,
+            start: Start::Earliest,
+            filter,
+            on_lag: LagPolicy::Disconnect,
+            max_batch: 500,
+        };
+        let mut subscription = Subscription::open(&hub, spec).unwrap();
+        let mut out = Vec::new();
+        subscription.poll(&hub, &mut out).unwrap();
+        let batch = out
+            .iter()
+            .find(|response| response.records > 0)
+            .expect("a record batch");
+        // Header and cursor around the runs of records.
+        (batch.segments.len() - 2, batch.records)
+    }
+
+    #[test]
+    fn consecutive_records_of_one_block_go_out_as_one_slice() {
+        assert_eq!(segments(KeyFilter::default()), (2, 7));
+        let only_x = KeyFilter {
+            keys: HashSet::from(["x".to_owned()]),
+            prefixes: vec![],
+        };
+        // The filtered-out record 3 splits the first block in two.
+        assert_eq!(segments(only_x), (3, 6));
+    }
 }

@@ -48,41 +48,83 @@ pub struct Entry {
     /// When the relay took the record in, for the delivery delay metric.
     pub received: Instant,
     /// The record as one `RecordBatch.records` field (tag, length, `Record`), shared by every
-    /// subscriber batch that carries it.
+    /// subscriber batch that carries it: `block[offset..offset + encoded.len()]`.
     pub encoded: Bytes,
+    /// The records that arrived with this one, encoded back to back.
+    pub block: Bytes,
+    /// Where `encoded` starts in `block`.
+    pub offset: usize,
 }
 
 impl Entry {
     /// Encodes `record` once.
     pub fn encode(record: RelayRecord) -> Self {
-        let arrival = record.arrival;
-        let since_epoch = arrival.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let message = v1::Record {
-            partition_key: record.partition_key.clone(),
-            data: record.data,
-            sequence_number: record.sequence.to_string(),
-            sub_sequence_number: record.sub_sequence,
-            approximate_arrival_timestamp: Some(prost_types::Timestamp {
-                seconds: since_epoch.as_secs() as i64,
-                nanos: since_epoch.subsec_nanos() as i32,
-            }),
-            explicit_hash_key: record.explicit_hash_key.unwrap_or_default(),
+        Self::encode_all(vec![record])
+            .pop()
+            .expect("one record in, one entry out")
+    }
+
+    /// Encodes records that arrived together once, back to back in one block, so that a
+    /// batch of consecutive ones can go out as one slice of it.
+    pub fn encode_all(records: Vec<RelayRecord>) -> Vec<Self> {
+        let received = Instant::now();
+        let messages: Vec<(RelayRecord, v1::Record)> = records
+            .into_iter()
+            .map(|record| {
+                let since_epoch = record
+                    .arrival
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                let message = v1::Record {
+                    partition_key: record.partition_key.clone(),
+                    data: record.data.clone(),
+                    sequence_number: record.sequence.to_string(),
+                    sub_sequence_number: record.sub_sequence,
+                    approximate_arrival_timestamp: Some(prost_types::Timestamp {
+                        seconds: since_epoch.as_secs() as i64,
+                        nanos: since_epoch.subsec_nanos() as i32,
+                    }),
+                    explicit_hash_key: record.explicit_hash_key.clone().unwrap_or_default(),
+                };
+                (record, message)
+            })
+            .collect();
+        let field_len = |message: &v1::Record| {
+            let len = message.encoded_len();
+            1 + prost::length_delimiter_len(len) + len
         };
-        let len = message.encoded_len();
-        let mut buf = BytesMut::with_capacity(1 + prost::length_delimiter_len(len) + len);
-        buf.put_u8(RECORD_BATCH_RECORDS_TAG);
-        // Writing into a BytesMut with enough capacity cannot fail.
-        message
-            .encode_length_delimited(&mut buf)
-            .expect("BytesMut grows as needed");
-        Self {
-            sequence: record.sequence,
-            sub_sequence: record.sub_sequence,
-            partition_key: Arc::from(record.partition_key),
-            arrival,
-            received: Instant::now(),
-            encoded: buf.freeze(),
+        let total = messages.iter().map(|(_, m)| field_len(m)).sum();
+        let mut buf = BytesMut::with_capacity(total);
+        let mut ranges = Vec::with_capacity(messages.len());
+        for (_, message) in &messages {
+            let start = buf.len();
+            buf.put_u8(RECORD_BATCH_RECORDS_TAG);
+            // Writing into a BytesMut cannot fail: it grows as needed.
+            message
+                .encode_length_delimited(&mut buf)
+                .expect("BytesMut grows as needed");
+            ranges.push(start..buf.len());
         }
+        let block = buf.freeze();
+        messages
+            .into_iter()
+            .zip(ranges)
+            .map(|((record, _), range)| Self {
+                sequence: record.sequence,
+                sub_sequence: record.sub_sequence,
+                partition_key: Arc::from(record.partition_key),
+                arrival: record.arrival,
+                received,
+                offset: range.start,
+                encoded: block.slice(range),
+                block: block.clone(),
+            })
+            .collect()
+    }
+
+    /// Whether `other` was encoded in the same block as this entry.
+    pub fn adjoins_block(&self, other: &Entry) -> bool {
+        self.block.as_ptr() == other.block.as_ptr() && self.block.len() == other.block.len()
     }
 
     /// The cursor position right after this record.
@@ -108,6 +150,43 @@ impl Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_that_arrive_together_are_encoded_back_to_back() {
+        let records = (1..=3)
+            .map(|seq: u64| RelayRecord {
+                partition_key: format!("k{seq}"),
+                data: Bytes::from(vec![seq as u8; 10]),
+                sequence: seq.to_string().parse().unwrap(),
+                sub_sequence: None,
+                arrival: UNIX_EPOCH,
+                explicit_hash_key: None,
+            })
+            .collect();
+        let entries = Entry::encode_all(records);
+        assert_eq!(entries.len(), 3);
+        let block = &entries[0].block;
+        let mut end = 0;
+        for entry in &entries {
+            assert!(entries[0].adjoins_block(entry));
+            assert_eq!(entry.offset, end);
+            assert_eq!(
+                &block[entry.offset..entry.offset + entry.encoded.len()],
+                &entry.encoded[..]
+            );
+            end += entry.encoded.len();
+        }
+        assert_eq!(end, block.len());
+        let alone = Entry::encode(RelayRecord {
+            partition_key: "k".into(),
+            data: Bytes::new(),
+            sequence: "9".parse().unwrap(),
+            sub_sequence: None,
+            arrival: UNIX_EPOCH,
+            explicit_hash_key: None,
+        });
+        assert!(!entries[0].adjoins_block(&alone));
+    }
 
     #[test]
     fn encoded_entry_is_a_record_batch_field() {

@@ -335,6 +335,10 @@ impl StreamHub {
     /// new. Records at or before the last appended position are dropped as duplicates.
     pub fn append(&self, shard_id: &str, records: Vec<RelayRecord>, millis_behind: i64) -> usize {
         let now = SystemTime::now();
+        // Encoded before taking the lock, together, so that subscribers can send runs of
+        // them as one slice.
+        let data_lens: Vec<usize> = records.iter().map(|record| record.data.len()).collect();
+        let entries = Entry::encode_all(records);
         let mut guard = self.write();
         let state = &mut *guard;
         let Some(slot) = state.shards.get_mut(shard_id) else {
@@ -342,9 +346,7 @@ impl StreamHub {
         };
         slot.millis_behind = millis_behind;
         let mut appended = 0;
-        for record in records {
-            let data_len = record.data.len();
-            let entry = Entry::encode(record);
+        for (entry, data_len) in entries.into_iter().zip(data_lens) {
             let position = entry.position();
             if slot
                 .last_position

@@ -37,10 +37,12 @@ impl EncodedResponse {
         }
     }
 
-    /// A record batch of `shard_id` made of pre-encoded record chunks.
+    /// A record batch of `shard_id` with `records` pre-encoded records in `chunks` (each
+    /// chunk one or more `RecordBatch.records` fields).
     pub fn record_batch(
         shard_id: &str,
         chunks: Vec<Bytes>,
+        records: usize,
         cursor: &str,
         oldest: Option<Instant>,
     ) -> Self {
@@ -52,7 +54,6 @@ impl EncodedResponse {
         header.put_u8(FIELD_1_LEN);
         put_varint(&mut header, shard_id.len());
         header.put_slice(shard_id.as_bytes());
-        let records = chunks.len();
         let mut segments = Vec::with_capacity(chunks.len() + 2);
         segments.push(header.freeze());
         segments.extend(chunks);
@@ -118,7 +119,8 @@ mod tests {
                 .encoded
             })
             .collect();
-        let response = EncodedResponse::record_batch("shardId-000000000001", chunks, "abc_-", None);
+        let response =
+            EncodedResponse::record_batch("shardId-000000000001", chunks, 3, "abc_-", None);
         let decoded = response.decode().unwrap();
         assert_eq!(decoded.cursor, "abc_-");
         let Some(v1::subscribe_response::Event::Records(batch)) = decoded.event else {

@@ -4,11 +4,11 @@
 //! - `relay.rs`: request handling and each subscriber's response stream.
 //! - `validate.rs`: request field checks.
 //! - `encode.rs`: response bytes from pre-encoded records.
-//! - `codec.rs`: the tonic codec that writes those bytes as they are.
+//! - `subscribe_call.rs`: Subscribe over HTTP/2, writing those bytes as they are.
 
-pub mod codec;
 pub mod encode;
 pub mod relay;
+pub mod subscribe_call;
 pub mod validate;
 
 use std::{
@@ -21,22 +21,22 @@ use std::{
 
 use std::sync::Arc;
 
-use kinesis_relay_api::v1::{self, relay_server::RelayServer};
+use kinesis_relay_api::v1::relay_server::RelayServer;
 use tokio::{net::TcpListener, sync::watch};
 use tonic::{
     body::Body,
-    server::{NamedService, ServerStreamingService},
+    server::NamedService,
     transport::{Server, server::TcpIncoming},
 };
 use tonic_health::pb::health_server::{Health, HealthServer};
 
 pub use self::relay::{Access, RelayService, ServeSettings};
-use self::{codec::SubscribeCodec, encode::EncodedResponse, relay::EncodedStream};
+
 use crate::security::tls::{self, ReloadingTls};
 
 const SUBSCRIBE_PATH: &str = "/kinesis_relay.v1.Relay/Subscribe";
 
-/// The `Relay` service as mounted: Subscribe goes through the encode-once codec, the unary
+/// The `Relay` service as mounted: Subscribe goes through [`subscribe_call`], the unary
 /// methods through the generated server.
 #[derive(Clone)]
 pub struct RelayGrpc {
@@ -64,20 +64,6 @@ impl NamedService for RelayGrpc {
     const NAME: &'static str = "kinesis_relay.v1.Relay";
 }
 
-struct SubscribeMethod(RelayService);
-
-impl ServerStreamingService<v1::SubscribeRequest> for SubscribeMethod {
-    type Response = EncodedResponse;
-    type ResponseStream = EncodedStream;
-    type Future =
-        Pin<Box<dyn Future<Output = Result<tonic::Response<EncodedStream>, tonic::Status>> + Send>>;
-
-    fn call(&mut self, request: tonic::Request<v1::SubscribeRequest>) -> Self::Future {
-        let result = self.0.subscribe_encoded(request).map(tonic::Response::new);
-        Box::pin(async move { result })
-    }
-}
-
 impl tonic::codegen::Service<http::Request<Body>> for RelayGrpc {
     type Response = http::Response<Body>;
     type Error = Infallible;
@@ -89,18 +75,10 @@ impl tonic::codegen::Service<http::Request<Body>> for RelayGrpc {
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         if request.uri().path() == SUBSCRIBE_PATH {
-            let method = SubscribeMethod(self.service.clone());
-            let codec = SubscribeCodec {
-                max_request_bytes: self.max_request_bytes,
-            };
+            let service = self.service.clone();
+            let max_request_bytes = self.max_request_bytes;
             Box::pin(async move {
-                // tonic's own limit is set above ours so that the codec's RESOURCE_EXHAUSTED,
-                // which names the flag, is what a client sees.
-                let mut grpc = tonic::server::Grpc::new(codec).apply_max_message_size_config(
-                    Some(codec.max_request_bytes.saturating_mul(4)),
-                    None,
-                );
-                Ok(grpc.server_streaming(method, request).await)
+                Ok(subscribe_call::subscribe(service, request, max_request_bytes).await)
             })
         } else {
             self.generated.call(request)
