@@ -13,6 +13,12 @@ use prost::Message;
 /// allocations' headers and allocator rounding (measured by the benchmark: about 230 bytes).
 const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 160;
 
+/// Most bytes of records encoded into one block. A response in flight to a subscriber holds
+/// slices of blocks, which keep whole blocks alive after the ring has let them go: small
+/// blocks bound that to a few hundred KiB per stalled subscriber, and still let a 64 KiB
+/// batch go out as one or two slices.
+const BLOCK_BYTES: usize = 128 << 10;
+
 /// Tag of `RecordBatch.records` (field 2, length-delimited).
 const RECORD_BATCH_RECORDS_TAG: u8 = (2 << 3) | 2;
 
@@ -64,8 +70,9 @@ impl Entry {
             .expect("one record in, one entry out")
     }
 
-    /// Encodes records that arrived together once, back to back in one block, so that a
-    /// batch of consecutive ones can go out as one slice of it.
+    /// Encodes records that arrived together once, back to back in blocks of at most
+    /// [`BLOCK_BYTES`] (or one record), so that a batch of consecutive ones can go out as one
+    /// slice of a block.
     pub fn encode_all(records: Vec<RelayRecord>) -> Vec<Self> {
         let received = Instant::now();
         let messages: Vec<(RelayRecord, v1::Record)> = records
@@ -93,33 +100,49 @@ impl Entry {
             let len = message.encoded_len();
             1 + prost::length_delimiter_len(len) + len
         };
-        let total = messages.iter().map(|(_, m)| field_len(m)).sum();
-        let mut buf = BytesMut::with_capacity(total);
-        let mut ranges = Vec::with_capacity(messages.len());
-        for (_, message) in &messages {
-            let start = buf.len();
-            buf.put_u8(RECORD_BATCH_RECORDS_TAG);
-            // Writing into a BytesMut cannot fail: it grows as needed.
-            message
-                .encode_length_delimited(&mut buf)
-                .expect("BytesMut grows as needed");
-            ranges.push(start..buf.len());
+        let mut entries = Vec::with_capacity(messages.len());
+        let mut messages = messages.into_iter().peekable();
+        while messages.peek().is_some() {
+            // One block: records up to BLOCK_BYTES (at least one).
+            let mut group = Vec::new();
+            let mut total = 0;
+            while let Some((_, message)) = messages.peek() {
+                let len = field_len(message);
+                if !group.is_empty() && total + len > BLOCK_BYTES {
+                    break;
+                }
+                total += len;
+                group.extend(messages.next());
+            }
+            let mut buf = BytesMut::with_capacity(total);
+            let mut ranges = Vec::with_capacity(group.len());
+            for (_, message) in &group {
+                let start = buf.len();
+                buf.put_u8(RECORD_BATCH_RECORDS_TAG);
+                // Writing into a BytesMut cannot fail: it grows as needed.
+                message
+                    .encode_length_delimited(&mut buf)
+                    .expect("BytesMut grows as needed");
+                ranges.push(start..buf.len());
+            }
+            let block = buf.freeze();
+            entries.extend(
+                group
+                    .into_iter()
+                    .zip(ranges)
+                    .map(|((record, _), range)| Self {
+                        sequence: record.sequence,
+                        sub_sequence: record.sub_sequence,
+                        partition_key: Arc::from(record.partition_key),
+                        arrival: record.arrival,
+                        received,
+                        offset: range.start,
+                        encoded: block.slice(range),
+                        block: block.clone(),
+                    }),
+            );
         }
-        let block = buf.freeze();
-        messages
-            .into_iter()
-            .zip(ranges)
-            .map(|((record, _), range)| Self {
-                sequence: record.sequence,
-                sub_sequence: record.sub_sequence,
-                partition_key: Arc::from(record.partition_key),
-                arrival: record.arrival,
-                received,
-                offset: range.start,
-                encoded: block.slice(range),
-                block: block.clone(),
-            })
-            .collect()
+        entries
     }
 
     /// Whether `other` was encoded in the same block as this entry.
@@ -186,6 +209,31 @@ mod tests {
             explicit_hash_key: None,
         });
         assert!(!entries[0].adjoins_block(&alone));
+    }
+
+    #[test]
+    fn blocks_stay_small_so_a_held_slice_pins_little() {
+        let record = |seq: u64, size: usize| RelayRecord {
+            partition_key: "k".into(),
+            data: Bytes::from(vec![0u8; size]),
+            sequence: seq.to_string().parse().unwrap(),
+            sub_sequence: None,
+            arrival: UNIX_EPOCH,
+            explicit_hash_key: None,
+        };
+        let entries = Entry::encode_all((1..=10).map(|seq| record(seq, 20_000)).collect());
+        let blocks: Vec<usize> = entries
+            .iter()
+            .filter(|entry| entry.offset == 0)
+            .map(|entry| entry.block.len())
+            .collect();
+        assert_eq!(blocks.len(), 2, "{blocks:?}");
+        assert!(blocks.iter().all(|&len| len <= BLOCK_BYTES), "{blocks:?}");
+        // A record larger than a block gets a block of its own.
+        let large = Entry::encode_all(vec![record(1, 10), record(2, 300_000), record(3, 10)]);
+        assert!(!large[0].adjoins_block(&large[1]));
+        assert!(!large[1].adjoins_block(&large[2]));
+        assert_eq!(large[1].offset, 0);
     }
 
     #[test]
