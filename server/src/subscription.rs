@@ -443,9 +443,13 @@ impl Subscription {
     /// and whether the position moved (filtered records move it too).
     fn read_batch(&mut self, id: &str, ring: &ShardRing) -> (Option<EncodedResponse>, bool) {
         let position = self.shards.get_mut(id).expect("caller checked the shard");
-        // Consecutive records of one block go out as one slice of it.
+        // Consecutive records of one block go out as one slice of it: a run is its first
+        // entry and the bytes it spans. A record skipped (filtered out, or already sent)
+        // leaves a hole in the block, which ends the run.
         let mut runs: Vec<Bytes> = Vec::new();
         let mut run: Option<(&Entry, usize)> = None;
+        let slice =
+            |(first, len): (&Entry, usize)| first.block.slice(first.offset..first.offset + len);
         let mut records = 0;
         let mut bytes = 0;
         let mut oldest = None;
@@ -466,32 +470,21 @@ impl Subscription {
             }
             position.last = entry_position;
             if !self.filter.matches(&entry.partition_key) {
-                // The run is broken: a filtered record lies between.
-                runs.extend(
-                    run.take()
-                        .map(|(first, len)| first.block.slice(first.offset..first.offset + len)),
-                );
                 continue;
             }
             records += 1;
             bytes += entry.encoded.len();
             oldest.get_or_insert(entry.received);
-            run =
-                match run {
-                    Some((first, len))
-                        if first.offset + len == entry.offset && first.adjoins_block(entry) =>
-                    {
-                        Some((first, len + entry.encoded.len()))
-                    }
-                    previous => {
-                        runs.extend(previous.map(|(first, len)| {
-                            first.block.slice(first.offset..first.offset + len)
-                        }));
-                        Some((entry, entry.encoded.len()))
-                    }
-                };
+            match &mut run {
+                Some((first, len))
+                    if first.adjoins_block(entry) && first.offset + *len == entry.offset =>
+                {
+                    *len += entry.encoded.len();
+                }
+                _ => runs.extend(run.replace((entry, entry.encoded.len())).map(slice)),
+            }
         }
-        runs.extend(run.map(|(first, len)| first.block.slice(first.offset..first.offset + len)));
+        runs.extend(run.map(slice));
         let advanced = position.next != start;
         if records == 0 {
             return (None, advanced);

@@ -75,7 +75,9 @@ impl Entry {
     /// slice of a block.
     pub fn encode_all(records: Vec<RelayRecord>) -> Vec<Self> {
         let received = Instant::now();
-        let messages: Vec<(RelayRecord, v1::Record)> = records
+        // What the entry keeps, and the message its bytes encode.
+        type Kept = (SequenceNumber, Option<u64>, String, SystemTime);
+        let messages: Vec<(Kept, v1::Record)> = records
             .into_iter()
             .map(|record| {
                 let since_epoch = record
@@ -84,16 +86,22 @@ impl Entry {
                     .unwrap_or_default();
                 let message = v1::Record {
                     partition_key: record.partition_key.clone(),
-                    data: record.data.clone(),
+                    data: record.data,
                     sequence_number: record.sequence.to_string(),
                     sub_sequence_number: record.sub_sequence,
                     approximate_arrival_timestamp: Some(prost_types::Timestamp {
                         seconds: since_epoch.as_secs() as i64,
                         nanos: since_epoch.subsec_nanos() as i32,
                     }),
-                    explicit_hash_key: record.explicit_hash_key.clone().unwrap_or_default(),
+                    explicit_hash_key: record.explicit_hash_key.unwrap_or_default(),
                 };
-                (record, message)
+                let kept = (
+                    record.sequence,
+                    record.sub_sequence,
+                    record.partition_key,
+                    record.arrival,
+                );
+                (kept, message)
             })
             .collect();
         let field_len = |message: &v1::Record| {
@@ -126,21 +134,18 @@ impl Entry {
                 ranges.push(start..buf.len());
             }
             let block = buf.freeze();
-            entries.extend(
-                group
-                    .into_iter()
-                    .zip(ranges)
-                    .map(|((record, _), range)| Self {
-                        sequence: record.sequence,
-                        sub_sequence: record.sub_sequence,
-                        partition_key: Arc::from(record.partition_key),
-                        arrival: record.arrival,
-                        received,
-                        offset: range.start,
-                        encoded: block.slice(range),
-                        block: block.clone(),
-                    }),
-            );
+            entries.extend(group.into_iter().zip(ranges).map(
+                |(((sequence, sub_sequence, key, arrival), _), range)| Self {
+                    sequence,
+                    sub_sequence,
+                    partition_key: Arc::from(key),
+                    arrival,
+                    received,
+                    offset: range.start,
+                    encoded: block.slice(range),
+                    block: block.clone(),
+                },
+            ));
         }
         entries
     }

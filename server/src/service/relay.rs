@@ -182,6 +182,7 @@ impl RelayService {
             _ticket: ticket,
             subscription,
             pending: VecDeque::new(),
+            read: Vec::new(),
             heartbeat_interval: self.settings.heartbeat_interval,
             heartbeat: Box::pin(sleep_until(
                 Instant::now() + self.settings.heartbeat_interval,
@@ -214,6 +215,8 @@ struct Feed {
     changes: watch::Receiver<u64>,
     /// Responses read from the ring, not yet handed to the transport.
     pending: VecDeque<EncodedResponse>,
+    /// Where a read of the ring puts its responses (kept to reuse its allocation).
+    read: Vec<EncodedResponse>,
     heartbeat_interval: Duration,
     /// Fires at the earliest time a heartbeat may be due. Moved only when it fires, not at
     /// every response: arming a timer per wait cost more than the rare early wake-up.
@@ -267,8 +270,7 @@ impl Feed {
             // Mark the version seen before reading, so that an append after the read wakes
             // the wait below.
             self.changes.borrow_and_update();
-            let mut out = Vec::new();
-            match self.subscription.poll(&self.hub, &mut out) {
+            match self.subscription.poll(&self.hub, &mut self.read) {
                 Err(lagged) => {
                     self.hub
                         .counters
@@ -286,7 +288,7 @@ impl Feed {
                     )));
                 }
                 Ok(progressed) => {
-                    self.pending.extend(out);
+                    self.pending.extend(self.read.drain(..));
                     if progressed || !self.pending.is_empty() {
                         continue;
                     }
