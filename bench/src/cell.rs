@@ -395,16 +395,12 @@ async fn timed_phase(
         .drain(sender.next_seq, Duration::from_secs(20))
         .await;
     let elapsed = start.elapsed().as_secs_f64();
-    let added = match (delay0, systems::relay_delay(server).await) {
-        (Some(before), Some(after)) => (|| {
-            Some((
-                bucket_quantile(&before, &after, 0.5)?,
-                bucket_quantile(&before, &after, 0.99)?,
-                bucket_quantile(&before, &after, 0.999)?,
-            ))
-        })(),
-        _ => None,
-    };
+    let added = delay0
+        .zip(systems::relay_delay(server).await)
+        .and_then(|(before, after)| {
+            let quantile = |q| bucket_quantile(&before, &after, q);
+            Some((quantile(0.5)?, quantile(0.99)?, quantile(0.999)?))
+        });
     let hist = readers
         .latency
         .lock()
