@@ -13,6 +13,7 @@ use kinesis_relay_api::units::{parse_duration, parse_size};
 
 use crate::{
     AdminSettings, SecuritySettings,
+    connections::limits::ConnectionLimits,
     hub::RingLimits,
     ingest::{
         IngestSettings, InitialPosition, default_consumer_name, upstream_relay::UpstreamRelay,
@@ -78,6 +79,11 @@ pub struct Cli {
     /// Shards of each stream the embedded emulator creates.
     #[arg(long, env = "KINESIS_RELAY_EMBEDDED_SHARDS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub embedded_shards: u32,
+
+    /// With --embedded: how long the emulator keeps records (default: --ring-max-age, what
+    /// the relay can replay anyway), so a demo left running does not grow without end.
+    #[arg(long, env = "KINESIS_RELAY_EMBEDDED_RETENTION", value_parser = parse_duration)]
+    pub embedded_retention: Option<Duration>,
 
     /// With --embedded: write this many sample JSON records per second to each stream.
     #[arg(long, env = "KINESIS_RELAY_DEMO_PRODUCER", value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -172,7 +178,8 @@ pub struct Cli {
     #[arg(long, env = "KINESIS_RELAY_MAX_SUBSCRIBERS", default_value_t = 10_000)]
     pub max_subscribers: usize,
 
-    /// Live subscriptions per token (or per certificate subject, or anonymous).
+    /// Live subscriptions per token (or per certificate subject; without a tokens file, per
+    /// client IP address).
     #[arg(
         long,
         env = "KINESIS_RELAY_MAX_SUBSCRIBERS_PER_TOKEN",
@@ -180,9 +187,39 @@ pub struct Cli {
     )]
     pub max_subscribers_per_token: usize,
 
-    /// Subscribe calls per token per second (bursts of twice as many).
-    #[arg(long, env = "KINESIS_RELAY_SUBSCRIBE_RATE", default_value_t = 50.0)]
+    /// Subscribe calls per token per second (without a tokens file, per client IP address),
+    /// in bursts of twice as many: 1,000 subscribers reconnecting after a restart are back
+    /// within seconds at the default.
+    #[arg(long, env = "KINESIS_RELAY_SUBSCRIBE_RATE", default_value_t = 200.0)]
     pub subscribe_rate: f64,
+
+    /// Open gRPC connections in total; more are closed at once and counted
+    /// (kinesis_relay_connections_closed). Lowered at start to fit the file-descriptor limit.
+    #[arg(long, env = "KINESIS_RELAY_MAX_CONNECTIONS", default_value_t = 16_384)]
+    pub max_connections: usize,
+
+    /// Open gRPC connections from one client IP address.
+    #[arg(
+        long,
+        env = "KINESIS_RELAY_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 4_096
+    )]
+    pub max_connections_per_address: usize,
+
+    /// Time a new connection has to finish its TLS handshake, send the HTTP/2 preface and
+    /// start its first call; silent connections are closed after it.
+    #[arg(long, env = "KINESIS_RELAY_CONNECTION_SETUP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub connection_setup_timeout: Duration,
+
+    /// Largest metadata (header list) a call may send (B, KiB, MiB); larger gets
+    /// RESOURCE_EXHAUSTED for that call alone. At most 64MiB.
+    #[arg(long, env = "KINESIS_RELAY_MAX_HEADER_LIST_BYTES", default_value = "16KiB", value_parser = parse_bytes)]
+    pub max_header_list_bytes: usize,
+
+    /// At shutdown, time the calls get to end (subscribers get UNAVAILABLE and their
+    /// cursor at once) before the connections still open are closed.
+    #[arg(long, env = "KINESIS_RELAY_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
 
     /// Concurrent calls per HTTP/2 connection.
     #[arg(
@@ -365,7 +402,19 @@ impl Cli {
             max_request_bytes: self.max_request_bytes,
             max_pending_accept_reset_streams: self.http2_max_pending_accept_reset_streams,
             max_local_error_reset_streams: self.http2_max_local_error_reset_streams,
+            setup_timeout: self.connection_setup_timeout,
+            limits: ConnectionLimits {
+                max_total: self.max_connections,
+                max_per_address: self.max_connections_per_address,
+            },
+            max_header_list_bytes: self.max_header_list_bytes,
+            shutdown_grace: self.shutdown_grace,
         }
+    }
+
+    /// How long the embedded emulator keeps records.
+    pub fn embedded_retention(&self) -> Duration {
+        self.embedded_retention.unwrap_or(self.ring_max_age)
     }
 
     /// Metrics and health.
@@ -454,6 +503,20 @@ impl Cli {
                     "--stream {stream:?} is not a Kinesis stream name (1-128 characters of a-z, A-Z, 0-9, '_', '.', '-')"
                 );
             }
+        }
+        if self.embedded_retention.is_some() && !self.embedded {
+            anyhow::bail!("--embedded-retention applies to the embedded emulator; add --embedded");
+        }
+        if self.max_connections == 0 || self.max_connections_per_address == 0 {
+            anyhow::bail!("--max-connections and --max-connections-per-address must be at least 1");
+        }
+        if self.connection_setup_timeout.is_zero() {
+            anyhow::bail!(
+                "--connection-setup-timeout must be longer than 0 (e.g. 10s): a connection needs time to start its first call"
+            );
+        }
+        if !(1024..=64 << 20).contains(&self.max_header_list_bytes) {
+            anyhow::bail!("--max-header-list-bytes must be between 1KiB and 64MiB");
         }
         if self.demo_producer.is_some() && !self.embedded {
             anyhow::bail!(

@@ -24,15 +24,22 @@ pub struct Embedded {
     producers: Vec<JoinHandle<()>>,
 }
 
-/// Starts the emulator with `streams` of `shards` shards, and a demo producer per stream
-/// writing `rate` records per second when given.
-pub async fn start(streams: &[String], shards: u32, rate: Option<u32>) -> anyhow::Result<Embedded> {
-    let mut builder = Emulator::builder().consumer_activation_delay(Duration::from_millis(200));
+/// Starts the emulator with `streams` of `shards` shards keeping records for `retention`,
+/// and a demo producer per stream writing `rate` records per second when given.
+pub async fn start(
+    streams: &[String],
+    shards: u32,
+    retention: Duration,
+    rate: Option<u32>,
+) -> anyhow::Result<Embedded> {
+    let mut builder = Emulator::builder()
+        .consumer_activation_delay(Duration::from_millis(200))
+        .retention(retention);
     for stream in streams {
         builder = builder.stream(stream, shards);
     }
     let emulator = builder.start().await?;
-    info!(endpoint = %emulator.endpoint_url(), ?streams, shards, "embedded emulator started");
+    info!(endpoint = %emulator.endpoint_url(), ?streams, shards, retention_s = retention.as_secs(), "embedded emulator started");
     let client = client_for(&emulator.endpoint_url());
     let producers = match rate {
         Some(rate) => streams

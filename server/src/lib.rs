@@ -7,15 +7,18 @@
 //! - [`hub`]: what the relay holds of each stream: one ring of encoded records per shard.
 //! - [`subscription`]: one subscriber's positions, filter and lag policy over the hub.
 //! - [`service`]: the gRPC `Relay` service, health and reflection.
+//! - [`connections`]: the gRPC listener's connections: limits, deadlines, shutdown grace.
 //! - [`embedded`]: the in-process emulator and demo producer of `--embedded`.
 //!
 //! [`start`] wires them together; `main.rs` only parses flags and waits for a signal.
 
 pub mod config;
+pub mod connections;
 pub mod embedded;
 pub mod health;
 pub mod hub;
 pub mod ingest;
+pub mod log_budget;
 pub mod metrics;
 pub mod security;
 pub mod service;
@@ -29,6 +32,10 @@ use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 use tracing::{error, info, warn};
 
 use crate::{
+    connections::{
+        fd_limit,
+        limits::{ConnectionLimits, ConnectionTable},
+    },
     hub::{RingLimits, StreamHub},
     ingest::IngestSettings,
     security::{
@@ -114,6 +121,10 @@ pub struct RunningRelay {
     pub metrics_addr: Option<SocketAddr>,
     /// The hubs, for inspection.
     pub hubs: Vec<Arc<StreamHub>>,
+    /// The gRPC listener's open connections and their counters.
+    pub connections: Arc<ConnectionTable>,
+    /// How long calls get to end at shutdown.
+    shutdown_grace: Duration,
     /// Set to true to stop.
     shutdown: watch::Sender<bool>,
     /// Server and ingest tasks.
@@ -126,6 +137,7 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let local_addr = listener.local_addr()?;
+    let connections = ConnectionTable::new(connection_limits(config.transport.limits));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let security = &config.security;
     let listener = match &security.tls {
@@ -216,7 +228,7 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
             let bound = admin.local_addr()?;
             tasks.spawn(metrics::serve(
                 admin,
-                metrics::registry(hubs.clone()),
+                metrics::registry(hubs.clone(), connections.clone()),
                 ready_rx,
                 shutdown_rx.clone(),
             ));
@@ -225,10 +237,12 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
         None => None,
     };
     let service = RelayService::new(hubs.clone(), config.serve, access, shutdown_rx.clone());
+    let shutdown_grace = config.transport.shutdown_grace;
     tasks.spawn(service::serve(
         listener,
         service,
         config.transport,
+        connections.clone(),
         health_service,
         shutdown_rx.clone(),
     ));
@@ -237,6 +251,8 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
         local_addr,
         metrics_addr,
         hubs,
+        connections,
+        shutdown_grace,
         shutdown: shutdown_tx,
         tasks,
     })
@@ -268,11 +284,13 @@ impl RunningRelay {
     }
 
     /// Stops serving (subscribers get UNAVAILABLE with their cursor), stops ingest and
-    /// writes checkpoints. Bounded: tasks still running after 15 s are aborted.
+    /// writes checkpoints. Bounded: calls get the shutdown grace period to end, and tasks
+    /// still running half a second after it are aborted.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         let mut first_error = None;
-        let drained = tokio::time::timeout(Duration::from_secs(15), async {
+        let bound = self.shutdown_grace + Duration::from_millis(500);
+        let drained = tokio::time::timeout(bound, async {
             while let Some(result) = self.tasks.join_next().await {
                 if let Ok(Err(err)) = result {
                     first_error.get_or_insert(err);
@@ -299,6 +317,24 @@ pub async fn aws_client(endpoint_url: Option<&str>, region: Option<&str>) -> Cli
         loader = loader.endpoint_url(url);
     }
     Client::new(&loader.load().await)
+}
+
+/// `wanted` as far as the process's file descriptors allow, after raising their soft
+/// limit to the hard one: running out of descriptors must refuse new connections, never
+/// fail the relay's own files and upstream connections.
+fn connection_limits(wanted: ConnectionLimits) -> ConnectionLimits {
+    let max_total = fd_limit::connections_within(wanted.max_total, fd_limit::raise_to_hard_limit());
+    if max_total < wanted.max_total {
+        warn!(
+            max_connections = max_total,
+            wanted = wanted.max_total,
+            "--max-connections lowered to fit the file-descriptor limit (raise it with ulimit -n or LimitNOFILE)"
+        );
+    }
+    ConnectionLimits {
+        max_total,
+        max_per_address: wanted.max_per_address.min(max_total),
+    }
 }
 
 /// Drops records past the rings' age limit every second until shutdown.

@@ -51,7 +51,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         if streams.is_empty() {
             streams.push("demo".to_owned());
         }
-        let running = embedded::start(&streams, cli.embedded_shards, cli.demo_producer).await?;
+        let running = embedded::start(
+            &streams,
+            cli.embedded_shards,
+            cli.embedded_retention(),
+            cli.demo_producer,
+        )
+        .await?;
         (running.client.clone(), Some(running))
     } else {
         (
@@ -73,7 +79,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let relay = kinesis_relay::start(config, client).await?;
     let result = relay.run_until(shutdown_signal()).await;
     if let Some(embedded) = embedded {
-        embedded.stop().await;
+        // Bounded like the relay's own shutdown: the process exits promptly whatever the
+        // emulator's connections do.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), embedded.stop()).await;
     }
     result
 }

@@ -22,13 +22,26 @@ use prometheus_client::{
 use tokio::{net::TcpListener, sync::watch};
 use tracing::{debug, info};
 
-use crate::hub::{ReaderState, StreamHub, delay::DelaySnapshot};
+use crate::{
+    connections::{
+        accept::Acceptor,
+        limits::{CloseReason, ConnectionStats, ConnectionTable},
+    },
+    hub::{ReaderState, StreamHub, delay::DelaySnapshot, ends::SubscriberEnd},
+};
+
+/// Admin connections served at once; more are closed at once (a scraper needs one).
+const MAX_ADMIN_CONNECTIONS: usize = 16;
+/// Longest an admin connection is kept.
+const ADMIN_CONNECTION_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Reads the hubs at each scrape.
 #[derive(Debug)]
 pub struct HubCollector {
     /// The hubs.
     hubs: Vec<Arc<StreamHub>>,
+    /// The gRPC listener's connections.
+    connections: Arc<ConnectionTable>,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -97,7 +110,7 @@ impl Collector for HubCollector {
         let (mut subscribers, mut records_out, mut bytes_out) = (vec![], vec![], vec![]);
         let (mut disconnects, mut gaps, mut ring_bytes, mut oldest_age) =
             (vec![], vec![], vec![], vec![]);
-        let mut delays = vec![];
+        let (mut delays, mut ends) = (vec![], vec![]);
         let now = SystemTime::now();
         for hub in &self.hubs {
             let stream = hub.name().to_owned();
@@ -127,6 +140,11 @@ impl Collector for HubCollector {
             disconnects.push((labels.clone(), c.lag_disconnects.load(Ordering::Relaxed)));
             gaps.push((labels.clone(), c.gaps.load(Ordering::Relaxed)));
             delays.push((labels.clone(), c.delivery_delay.snapshot()));
+            for end in SubscriberEnd::ALL {
+                let mut labels = labels.clone();
+                labels.push(("reason", end.as_str().to_owned()));
+                ends.push((labels, c.subscriber_ends.get(end)));
+            }
             ring_bytes.push((labels.clone(), state.bytes as i64));
             let age = state
                 .oldest_arrival()
@@ -201,6 +219,12 @@ impl Collector for HubCollector {
             "Gap events sent to subscribers that lagged under SKIP.",
             &gaps,
         )?;
+        counter(
+            e,
+            "kinesis_relay_subscriber_ends",
+            "Subscribe calls ended, by reason (client_cancel, deadline, lag_policy, shutdown, keepalive).",
+            &ends,
+        )?;
         histogram(
             e,
             "kinesis_relay_delivery_delay",
@@ -220,20 +244,75 @@ impl Collector for HubCollector {
             "Age of the oldest record held.",
             &oldest_age,
         )?;
+        self.encode_connections(e)
+    }
+}
+
+impl HubCollector {
+    fn encode_connections(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = &self.connections.stats;
+        let limits = self.connections.limits();
+        gauge(
+            e,
+            "kinesis_relay_connections_open",
+            "Open gRPC connections.",
+            &[(vec![], self.connections.open() as i64)],
+        )?;
+        gauge(
+            e,
+            "kinesis_relay_connections_limit",
+            "Connection limits in force (--max-connections, lowered to fit the file-descriptor limit, and --max-connections-per-address).",
+            &[
+                (vec![("limit", "total".to_owned())], limits.max_total as i64),
+                (
+                    vec![("limit", "per_address".to_owned())],
+                    limits.max_per_address as i64,
+                ),
+            ],
+        )?;
+        counter(
+            e,
+            "kinesis_relay_connections_accepted",
+            "gRPC connections accepted from the kernel (served or refused).",
+            &[(vec![], stats.accepted.load(Ordering::Relaxed))],
+        )?;
+        counter(
+            e,
+            "kinesis_relay_accept_errors",
+            "Failed accepts on the gRPC listener (e.g. out of file descriptors); the listener goes on.",
+            &[(vec![], stats.accept_errors.load(Ordering::Relaxed))],
+        )?;
+        let closed: Vec<_> = CloseReason::ALL
+            .iter()
+            .map(|&reason| {
+                (
+                    vec![("reason", reason.as_str().to_owned())],
+                    stats.closed(reason),
+                )
+            })
+            .collect();
+        counter(
+            e,
+            "kinesis_relay_connections_closed",
+            "gRPC connections closed, by reason (max_connections and max_connections_per_address: refused at once).",
+            &closed,
+        )?;
         Ok(())
     }
 }
 
 /// A registry with the hub collector.
-pub fn registry(hubs: Vec<Arc<StreamHub>>) -> Registry {
+pub fn registry(hubs: Vec<Arc<StreamHub>>, connections: Arc<ConnectionTable>) -> Registry {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(HubCollector { hubs }));
+    registry.register_collector(Box::new(HubCollector { hubs, connections }));
     registry
 }
 
 /// Serves `GET /metrics` (OpenMetrics text), `GET /live` and `GET /ready` (200 or 503, for
 /// probes that cannot speak gRPC health, e.g. when the gRPC port requires TLS) on `listener`
-/// until shutdown.
+/// until shutdown. Never fails: accept errors are retried, and at most
+/// [`MAX_ADMIN_CONNECTIONS`] connections are served at once, each for at most 30 s, so this
+/// listener can neither stop the relay nor use up its descriptors.
 pub async fn serve(
     listener: TcpListener,
     registry: Registry,
@@ -242,24 +321,28 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let registry = Arc::new(registry);
     info!(addr = %listener.local_addr()?, "metrics listening");
+    let mut acceptor = Acceptor::new(listener, "metrics", Arc::new(ConnectionStats::default()));
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
     loop {
         let (stream, peer): (_, SocketAddr) = tokio::select! {
-            accepted = listener.accept() => accepted?,
+            accepted = acceptor.accept() => accepted,
             _ = crate::stopped(&mut shutdown) => return Ok(()),
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            debug!(%peer, "admin connection refused: {MAX_ADMIN_CONNECTIONS} already open");
+            continue;
         };
         let registry = registry.clone();
         let ready = ready.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                 let registry = registry.clone();
                 let ready = *ready.borrow();
                 async move { Ok::<_, std::convert::Infallible>(respond(&request, &registry, ready)) }
             });
             let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            // Bounded: a scrape that takes longer than this is abandoned.
-            if let Err(err) =
-                tokio::time::timeout(std::time::Duration::from_secs(30), connection).await
-            {
+            if let Err(err) = tokio::time::timeout(ADMIN_CONNECTION_DEADLINE, connection).await {
                 debug!(%peer, cause = %err, "metrics connection timed out");
             }
         });

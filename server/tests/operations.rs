@@ -3,45 +3,16 @@
 
 mod common;
 
-use std::{collections::BTreeSet, net::SocketAddr, time::Duration};
+use std::{collections::BTreeSet, time::Duration};
 
 use common::{proxy::Proxy, *};
 use kinesis_relay::{
     AdminSettings, RelayConfig, embedded::client_for, ingest::upstream_relay::UpstreamRelay,
 };
 use kinesis_relay_api::v1::{self, SubscribeRequest, subscribe_request::StartingPosition};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
-
-async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(DEADLINE, stream.read_to_string(&mut response))
-        .await
-        .unwrap()
-        .unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    (status, response)
-}
-
-fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
-    text.lines()
-        .find(|line| line.starts_with(name) && line.contains(labels))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-}
 
 fn earliest(stream: &str) -> SubscribeRequest {
     SubscribeRequest {
@@ -309,4 +280,26 @@ async fn a_relay_fed_by_a_relay_delivers_the_same_records_and_cursors_work_on_bo
     second.shutdown().await.unwrap();
     first.shutdown().await.unwrap();
     emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_embedded_emulator_keeps_only_what_the_relay_can_replay() {
+    let streams = ["embedded-retention".to_owned()];
+    let embedded = kinesis_relay::embedded::start(&streams, 1, Duration::from_secs(1), None)
+        .await
+        .unwrap();
+    put(
+        &embedded.client,
+        "embedded-retention",
+        &numbered("old", 100, 4),
+    )
+    .await;
+    let handle = embedded.emulator.handle();
+    assert_eq!(handle.stored_records("embedded-retention").unwrap(), 100);
+    // Past the retention the emulator lets the records go, even with nothing written.
+    eventually("records past the retention to be dropped", || async {
+        handle.stored_records("embedded-retention").unwrap() == 0
+    })
+    .await;
+    embedded.stop().await;
 }

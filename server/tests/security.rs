@@ -445,6 +445,45 @@ async fn the_subscribe_rate_is_limited_per_token() {
     emulator.shutdown().await;
 }
 
+#[tokio::test]
+async fn without_tokens_each_client_address_has_its_own_budget() {
+    let (emulator, relay) = secured_relay(
+        &["per-address"],
+        SecuritySettings {
+            limits: SubscriberLimits {
+                max_per_principal: 1,
+                subscribe_rate: 1000.0,
+                ..SubscriberLimits::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await;
+    let from = |ip: [u8; 4]| {
+        tonic::transport::Endpoint::from_shared(format!("http://{}", relay.local_addr))
+            .unwrap()
+            .local_address(Some(std::net::IpAddr::from(ip)))
+            .connect_lazy()
+    };
+    let mut first = RelayClient::new(from([127, 0, 0, 1]));
+    let _live = subscribe(&mut first, sub("per-address")).await;
+    let status = first.subscribe(sub("per-address")).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("anonymous@127.0.0.1"),
+        "{}",
+        status.message()
+    );
+    // Another address is not held back by the first one's use.
+    let mut second = RelayClient::new(from([127, 0, 0, 2]));
+    let mut stream = subscribe(&mut second, sub("per-address")).await;
+    let kinesis = client_for(&emulator.endpoint_url());
+    put(&kinesis, "per-address", &numbered("second", 3, 1)).await;
+    receive(&mut stream, 3).await;
+    relay.shutdown().await.unwrap();
+    emulator.shutdown().await;
+}
+
 fn rss_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     statm

@@ -8,6 +8,7 @@
 //! the number of subscribers.
 
 pub mod delay;
+pub mod ends;
 pub mod entry;
 pub mod ring;
 
@@ -127,6 +128,8 @@ pub struct StreamCounters {
     pub gaps: AtomicU64,
     /// Time records spent in the relay before a subscriber's response carried them.
     pub delivery_delay: delay::DelayHistogram,
+    /// Subscriptions ended, by reason.
+    pub subscriber_ends: ends::SubscriberEnds,
 }
 
 impl ShardSlot {

@@ -14,9 +14,10 @@ use tonic::Status;
 pub struct SubscriberLimits {
     /// Live subscriptions in total.
     pub max_subscribers: usize,
-    /// Live subscriptions per principal.
+    /// Live subscriptions per principal (per client address for anonymous clients).
     pub max_per_principal: usize,
-    /// Subscribe calls per principal per second (bursts of twice as many).
+    /// Subscribe calls per principal (or anonymous client address) per second, in bursts
+    /// of twice as many.
     pub subscribe_rate: f64,
 }
 
@@ -25,7 +26,7 @@ impl Default for SubscriberLimits {
         Self {
             max_subscribers: 10_000,
             max_per_principal: 2_000,
-            subscribe_rate: 50.0,
+            subscribe_rate: 200.0,
         }
     }
 }

@@ -1,15 +1,13 @@
 //! TLS on the gRPC port, with optional client certificates (mutual TLS), reloaded without a
 //! restart.
 //!
-//! The acceptor is built from the current `ServerConfig` for each connection, so a reload
-//! (new certificate, key or client CA) applies to the next connection while live ones
-//! continue.
+//! The acceptor is built from the current `ServerConfig` for each connection (see
+//! `connections`, which also bounds the handshake's time), so a reload (new certificate,
+//! key or client CA) applies to the next connection while live ones continue.
 
 use std::{
-    io,
     path::PathBuf,
     sync::{Arc, RwLock},
-    time::Duration,
 };
 
 use anyhow::Context;
@@ -18,18 +16,6 @@ use rustls::{
     pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
     server::WebPkiClientVerifier,
 };
-use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::{mpsc, watch},
-};
-use tokio_rustls::{TlsAcceptor, server::TlsStream};
-use tokio_stream::wrappers::ReceiverStream;
-use tracing::debug;
-
-/// Longest a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshaken connections waiting for the server to take them.
-const ACCEPT_QUEUE: usize = 64;
 
 /// Where the certificate material lives.
 #[derive(Debug, Clone)]
@@ -128,44 +114,4 @@ fn build(files: &TlsFiles) -> anyhow::Result<ServerConfig> {
         .context("the private key does not match the certificate")?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
-}
-
-/// Accepts TCP connections and yields those that completed a TLS handshake. Failed
-/// handshakes (plaintext clients, untrusted or expired client certificates) are dropped
-/// without disturbing anyone else.
-pub fn incoming(
-    listener: TcpListener,
-    tls: Arc<ReloadingTls>,
-    mut shutdown: watch::Receiver<bool>,
-) -> ReceiverStream<io::Result<TlsStream<TcpStream>>> {
-    let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
-    tokio::spawn(async move {
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        debug!(cause = %err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = crate::stopped(&mut shutdown) => return,
-            };
-            // Nagle off, as on the plaintext path: responses go out at once.
-            let _ = stream.set_nodelay(true);
-            let acceptor = TlsAcceptor::from(tls.current());
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
-                    }
-                    Ok(Err(err)) => debug!(%peer, cause = %err, "TLS handshake failed"),
-                    Err(_) => debug!(%peer, "TLS handshake timed out"),
-                }
-            });
-        }
-    });
-    ReceiverStream::new(rx)
 }

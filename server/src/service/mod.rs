@@ -16,23 +16,19 @@ use std::{
     future::Future,
     pin::Pin,
     task::{Context, Poll},
-    time::Duration,
 };
 
 use std::sync::Arc;
 
 use kinesis_relay_api::v1::relay_server::RelayServer;
-use tokio::{net::TcpListener, sync::watch};
-use tonic::{
-    body::Body,
-    server::NamedService,
-    transport::{Server, server::TcpIncoming},
-};
+use tokio::sync::watch;
+use tonic::{body::Body, server::NamedService, service::Routes};
 use tonic_health::pb::health_server::{Health, HealthServer};
 
 pub use self::relay::{Access, RelayService, ServeSettings};
+pub use crate::connections::{Listener, TransportSettings};
 
-use crate::security::tls::{self, ReloadingTls};
+use crate::connections::limits::ConnectionTable;
 
 const SUBSCRIBE_PATH: &str = "/kinesis_relay.v1.Relay/Subscribe";
 
@@ -86,51 +82,13 @@ impl tonic::codegen::Service<http::Request<Body>> for RelayGrpc {
     }
 }
 
-/// Transport settings of the gRPC listener.
-#[derive(Debug, Clone)]
-pub struct TransportSettings {
-    /// Interval of HTTP/2 keepalive pings.
-    pub keepalive_interval: Duration,
-    /// How long a ping may go unanswered before the connection is closed.
-    pub keepalive_timeout: Duration,
-    /// Concurrent streams (calls) per HTTP/2 connection.
-    pub max_concurrent_streams: u32,
-    /// Largest request message accepted.
-    pub max_request_bytes: usize,
-    /// Streams a client may reset before they are accepted (h2's rapid-reset protection).
-    pub max_pending_accept_reset_streams: usize,
-    /// Streams the server may reset for protocol errors before it closes the connection
-    /// (h2's flood protection; tonic leaves it unset).
-    pub max_local_error_reset_streams: usize,
-}
-
-impl Default for TransportSettings {
-    fn default() -> Self {
-        Self {
-            keepalive_interval: Duration::from_secs(20),
-            keepalive_timeout: Duration::from_secs(20),
-            max_concurrent_streams: 100,
-            max_request_bytes: 1 << 20,
-            max_pending_accept_reset_streams: 20,
-            max_local_error_reset_streams: 1024,
-        }
-    }
-}
-
-/// The socket the server accepts on.
-#[derive(Debug)]
-pub enum Listener {
-    /// Plaintext HTTP/2.
-    Plain(TcpListener),
-    /// TLS, with the configuration reloaded on change.
-    Tls(TcpListener, Arc<ReloadingTls>),
-}
-
-/// Serves `service`, health and reflection on `listener` until `shutdown` becomes true.
+/// Serves `service`, health and reflection on `listener` until `shutdown` becomes true,
+/// with the connections bounded as `transport` says (see [`crate::connections`]).
 pub async fn serve(
     listener: Listener,
     service: RelayService,
     transport: TransportSettings,
+    connections: Arc<ConnectionTable>,
     health_service: HealthServer<impl Health>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -142,33 +100,9 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let reflection_v1alpha = reflection.build_v1alpha()?;
-    let router = Server::builder()
-        .http2_keepalive_interval(Some(transport.keepalive_interval))
-        .http2_keepalive_timeout(Some(transport.keepalive_timeout))
-        .max_concurrent_streams(transport.max_concurrent_streams)
-        .http2_max_pending_accept_reset_streams(Some(transport.max_pending_accept_reset_streams))
-        .http2_max_local_error_reset_streams(Some(transport.max_local_error_reset_streams))
-        .add_service(health_service)
+    let routes = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(RelayGrpc::new(service, transport.max_request_bytes));
-    let mut stop = shutdown.clone();
-    let stopped = async move { crate::stopped(&mut stop).await };
-    match listener {
-        Listener::Plain(listener) => {
-            // Nagle off: a response must not wait for the subscriber's delayed ACK (tonic
-            // sets it only on listeners it binds itself).
-            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-            router
-                .serve_with_incoming_shutdown(incoming, stopped)
-                .await?
-        }
-        Listener::Tls(listener, tls) => {
-            let incoming = tls::incoming(listener, tls, shutdown.clone());
-            router
-                .serve_with_incoming_shutdown(incoming, stopped)
-                .await?
-        }
-    }
-    Ok(())
+    crate::connections::serve(listener, routes, transport, connections, shutdown).await
 }

@@ -2,6 +2,7 @@
 
 use std::{
     collections::{BTreeMap, VecDeque},
+    net::SocketAddr,
     pin::Pin,
     sync::{Arc, atomic::Ordering},
     time::Duration,
@@ -15,13 +16,15 @@ use tokio::{
 };
 use tokio_stream::StreamExt;
 use tonic::{Code, Request, Response, Status};
-use tracing::debug;
+use tracing::{debug, info};
 
 use kinesis_relay_api::resume::with_cursor;
 
 use super::{encode::EncodedResponse, validate};
 use crate::{
-    hub::{StreamHub, SubscriberGuard},
+    connections::{ConnectionFate, limits::CloseReason},
+    hub::{StreamHub, SubscriberGuard, ends::SubscriberEnd},
+    log_budget::LogBudget,
     security::{
         auth::{Authorizer, Principal},
         limits::{Admission, SubscriberLimits, Ticket},
@@ -76,7 +79,12 @@ pub struct RelayService {
     access: Access,
     /// Becomes true when the relay shuts down; subscriptions then end with UNAVAILABLE.
     shutdown: watch::Receiver<bool>,
+    /// Lines about subscribers starting and ending (a flood must not fill the disk).
+    log: Arc<LogBudget>,
 }
+
+/// Subscriber log lines per second, starts and ends together.
+const SUBSCRIBER_LOG_LINES_PER_SECOND: u32 = 20;
 
 /// The stream of encoded responses of one subscription.
 pub type EncodedStream = Pin<Box<dyn Stream<Item = Result<EncodedResponse, Status>> + Send>>;
@@ -98,6 +106,17 @@ impl RelayService {
             settings,
             access,
             shutdown,
+            log: Arc::new(LogBudget::new(SUBSCRIBER_LOG_LINES_PER_SECOND)),
+        }
+    }
+
+    /// The key subscriber limits count under: the principal's name, or for a relay
+    /// without tokens the client's address, so that one busy client does not use up the
+    /// budget of every other anonymous client.
+    fn admission_key(&self, principal: &Principal, peer: Option<SocketAddr>) -> String {
+        match (&self.access.auth, peer) {
+            (None, Some(peer)) => format!("{}@{}", principal.name, peer.ip()),
+            _ => principal.name.clone(),
         }
     }
 
@@ -161,11 +180,14 @@ impl RelayService {
         request: Request<v1::SubscribeRequest>,
     ) -> Result<EncodedStream, Status> {
         let principal = self.principal(&request)?;
+        let peer = request.remote_addr();
+        let fate = request.extensions().get::<ConnectionFate>().cloned();
+        let deadline = validate::grpc_timeout(request.metadata())?.map(|t| Instant::now() + t);
         let request = request.into_inner();
         let hub = self.hub(&request.stream, &principal)?;
         let spec = validate::subscribe_request(&request, self.settings.default_lag)?;
-        let ticket = self.access.admission.admit(&principal.name)?;
-        debug!(stream = hub.name(), principal = %principal.name, "subscribe");
+        let key = self.admission_key(&principal, peer);
+        let ticket = self.access.admission.admit(&key)?;
         let subscription = Subscription::open(&hub, spec).map_err(|err| {
             let code = match err {
                 OpenError::Starting { .. } => Code::Unavailable,
@@ -191,7 +213,26 @@ impl RelayService {
             shutdown: self.shutdown.clone(),
             done: false,
             just_sent: false,
+            deadline,
+            deadline_timer: deadline.map(|at| Box::pin(sleep_until(at))),
+            log: Log {
+                peer,
+                principal: principal.name.clone(),
+                started: Instant::now(),
+                fate,
+                end: None,
+                budget: self.log.clone(),
+            },
         };
+        if let Some(left_out) = self.log.admit() {
+            info!(
+                stream = feed.hub.name(),
+                peer = ?peer,
+                principal = %principal.name,
+                similar_lines_left_out = left_out,
+                "subscriber connected"
+            );
+        }
         // Polled by the HTTP/2 stream's own task: no task and no queue of ours between the
         // ring and the stream (a spawned task and a channel per subscriber cost a wake-up
         // and a hand-over per response; 1,000 subscribers got 1.2 to 1.4 times more records
@@ -227,6 +268,49 @@ struct Feed {
     done: bool,
     /// A response was just handed over; see [`Feed::next`].
     just_sent: bool,
+    /// When the call's `grpc-timeout` passes.
+    deadline: Option<Instant>,
+    /// Fires at `deadline`, while the subscriber waits for records.
+    deadline_timer: Option<Pin<Box<Sleep>>>,
+    /// Who it is, and why it ended, for the log line and counter at its end.
+    log: Log,
+}
+
+/// What the line logged at a subscriber's end says.
+struct Log {
+    peer: Option<SocketAddr>,
+    principal: String,
+    started: Instant,
+    /// How the connection ended, read when the client went away without a status.
+    fate: Option<ConnectionFate>,
+    /// Set when the relay ended the call with a status.
+    end: Option<SubscriberEnd>,
+    budget: Arc<LogBudget>,
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        let log = &self.log;
+        let end = log
+            .end
+            .unwrap_or_else(|| match log.fate.as_ref().and_then(|f| f.reason()) {
+                Some(CloseReason::Keepalive) => SubscriberEnd::Keepalive,
+                Some(CloseReason::Shutdown | CloseReason::ShutdownGrace) => SubscriberEnd::Shutdown,
+                _ => SubscriberEnd::ClientCancel,
+            });
+        self.hub.counters.subscriber_ends.count(end);
+        if let Some(left_out) = log.budget.admit() {
+            info!(
+                stream = self.hub.name(),
+                peer = ?log.peer,
+                principal = %log.principal,
+                reason = end.as_str(),
+                duration_ms = log.started.elapsed().as_millis() as u64,
+                similar_lines_left_out = left_out,
+                "subscriber ended"
+            );
+        }
+    }
 }
 
 impl Feed {
@@ -238,8 +322,10 @@ impl Feed {
         }
         loop {
             if *self.shutdown.borrow() {
-                self.done = true;
                 return Some(Err(self.shutdown_status()));
+            }
+            if self.deadline.is_some_and(|at| Instant::now() >= at) {
+                return Some(Err(self.deadline_status()));
             }
             if let Some(response) = self.pending.pop_front() {
                 let counters = &self.hub.counters;
@@ -278,6 +364,7 @@ impl Feed {
                         .fetch_add(1, Ordering::Relaxed);
                     debug!(stream = self.hub.name(), shard = %lagged.shard, "subscriber too slow, disconnecting");
                     self.done = true;
+                    self.log.end = Some(SubscriberEnd::LagPolicy);
                     return Some(Err(with_cursor(
                         Code::ResourceExhausted,
                         format!(
@@ -294,8 +381,15 @@ impl Feed {
                     }
                 }
             }
+            let deadline_timer = &mut self.deadline_timer;
             tokio::select! {
                 changed = self.changes.changed() => if changed.is_err() { return None },
+                () = async {
+                    match deadline_timer {
+                        Some(timer) => timer.as_mut().await,
+                        None => std::future::pending().await,
+                    }
+                } => return Some(Err(self.deadline_status())),
                 () = &mut self.heartbeat => {
                     let due = self.last_sent + self.heartbeat_interval;
                     let now = Instant::now();
@@ -308,18 +402,29 @@ impl Feed {
                     return Some(Ok(self.subscription.heartbeat(&self.hub)));
                 }
                 // Also when the shutdown sender is gone: the relay is going away either way.
-                _ = crate::stopped(&mut self.shutdown) => {
-                    self.done = true;
-                    return Some(Err(self.shutdown_status()));
-                }
+                _ = crate::stopped(&mut self.shutdown) => return Some(Err(self.shutdown_status())),
             }
         }
     }
 
-    fn shutdown_status(&self) -> Status {
+    /// Ends the stream: the relay shuts down.
+    fn shutdown_status(&mut self) -> Status {
+        self.done = true;
+        self.log.end = Some(SubscriberEnd::Shutdown);
         with_cursor(
             Code::Unavailable,
             "the relay is shutting down; resume on another relay (or this one when it is back) with the cursor in the status details (trailer kinesis-relay-cursor)".to_owned(),
+            &self.subscription.encoded_cursor(),
+        )
+    }
+
+    /// Ends the stream: the call's deadline passed.
+    fn deadline_status(&mut self) -> Status {
+        self.done = true;
+        self.log.end = Some(SubscriberEnd::Deadline);
+        with_cursor(
+            Code::DeadlineExceeded,
+            "the call's deadline (grpc-timeout) passed; resume with the cursor in the status details (trailer kinesis-relay-cursor)".to_owned(),
             &self.subscription.encoded_cursor(),
         )
     }

@@ -21,6 +21,34 @@ pub const MAX_BATCH_LIMIT: u32 = 10_000;
 /// Batch size when the request leaves it at 0.
 pub const DEFAULT_BATCH: usize = 500;
 
+/// The call's deadline from its `grpc-timeout` header (PROTOCOL-HTTP2.md: 1 to 8 digits
+/// and a unit H, M, S, m, u or n), `None` without one.
+pub fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Result<Option<Duration>, Status> {
+    let Some(value) = metadata.get("grpc-timeout") else {
+        return Ok(None);
+    };
+    let invalid = || {
+        Status::invalid_argument(format!(
+            "grpc-timeout {value:?} is not a gRPC timeout: 1 to 8 digits and a unit (H, M, S, m, u, n), e.g. 2S"
+        ))
+    };
+    let text = value.to_str().map_err(|_| invalid())?;
+    let (digits, unit) = text.split_at(text.len().saturating_sub(1));
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let amount: u64 = digits.parse().map_err(|_| invalid())?;
+    Ok(Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return Err(invalid()),
+    }))
+}
+
 /// Checks a stream name's shape (Kinesis: 1-128 of `[a-zA-Z0-9_.-]`).
 pub fn stream_name(name: &str) -> Result<(), Status> {
     if name.len() > 128 || !name.bytes().all(valid_name_byte) {
@@ -233,6 +261,29 @@ mod tests {
                 status.message()
             );
         }
+    }
+
+    #[test]
+    fn grpc_timeouts_parse_as_the_protocol_says() {
+        let parse = |value: &str| {
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            metadata.insert("grpc-timeout", value.parse().unwrap());
+            grpc_timeout(&metadata)
+        };
+        assert_eq!(parse("2S").unwrap(), Some(Duration::from_secs(2)));
+        assert_eq!(parse("1H").unwrap(), Some(Duration::from_secs(3600)));
+        assert_eq!(parse("3M").unwrap(), Some(Duration::from_secs(180)));
+        assert_eq!(parse("250m").unwrap(), Some(Duration::from_millis(250)));
+        assert_eq!(
+            parse("99999999n").unwrap(),
+            Some(Duration::from_nanos(99_999_999))
+        );
+        for bad in ["", "S", "2", "2s", "123456789S", "-1S", "1.5S"] {
+            let status = parse(bad).unwrap_err();
+            assert_eq!(status.code(), Code::InvalidArgument, "{bad}");
+            assert!(status.message().contains("grpc-timeout"));
+        }
+        assert_eq!(grpc_timeout(&Default::default()).unwrap(), None);
     }
 
     #[test]

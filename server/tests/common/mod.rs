@@ -23,6 +23,7 @@ use kinesis_relay::{
 use kinesis_relay_api::v1::{
     self, SubscribeRequest, SubscribeResponse, relay_client::RelayClient, subscribe_response::Event,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::{Streaming, transport::Channel};
 
 /// Upper bound for any wait in a test.
@@ -249,4 +250,34 @@ pub fn require_tool(name: &str, available: bool) -> bool {
     }
     eprintln!("skipping: {name} is not installed (.ci/run installs it)");
     false
+}
+
+/// `GET path` over HTTP/1.1; the status code and the whole response.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, response)
+}
+
+/// The value of the first sample of metric `name` whose line contains `labels`.
+pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(name) && line.contains(labels))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
 }

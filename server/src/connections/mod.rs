@@ -1,0 +1,409 @@
+//! The gRPC listener's connections: accepted, bounded, given a deadline to become useful,
+//! and closed within a grace period at shutdown, whatever the clients do.
+//!
+//! tonic's own server holds a connection that never sends the HTTP/2 preface forever,
+//! ends its accept loop on the first error and waits for every connection at shutdown, so
+//! the relay serves its connections itself with hyper, routing requests to the tonic
+//! services ([`tonic::service::Routes`]) as tonic would.
+//!
+//! # Layout
+//! - `accept.rs`: an accept loop that never ends on an error.
+//! - `limits.rs`: connection limits in total and per client address, and their counters.
+//! - `fd_limit.rs`: the file-descriptor limit, raised at start, that those limits fit in.
+
+pub mod accept;
+pub mod fd_limit;
+pub mod limits;
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use futures::future::Either;
+use hyper::{Request, body::Incoming, service::service_fn};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::{Notify, watch},
+    task::JoinSet,
+    time::{Instant, sleep_until, timeout_at},
+};
+use tokio_rustls::TlsAcceptor;
+use tonic::{Status, body::Body, service::Routes, transport::server::Connected};
+use tracing::{debug, info};
+
+use self::{
+    accept::Acceptor,
+    limits::{CloseReason, ConnectionLimits, ConnectionTable},
+};
+use crate::{log_budget::LogBudget, security::tls::ReloadingTls, stopped};
+
+/// Transport settings of the gRPC listener.
+#[derive(Debug, Clone)]
+pub struct TransportSettings {
+    /// Interval of HTTP/2 keepalive pings.
+    pub keepalive_interval: Duration,
+    /// How long a ping may go unanswered before the connection is closed.
+    pub keepalive_timeout: Duration,
+    /// Concurrent streams (calls) per HTTP/2 connection.
+    pub max_concurrent_streams: u32,
+    /// Largest request message accepted.
+    pub max_request_bytes: usize,
+    /// Streams a client may reset before they are accepted (h2's rapid-reset protection).
+    pub max_pending_accept_reset_streams: usize,
+    /// Streams the server may reset for protocol errors before it closes the connection
+    /// (h2's flood protection; tonic leaves it unset).
+    pub max_local_error_reset_streams: usize,
+    /// Time a new connection has to finish its TLS handshake, send the HTTP/2 preface and
+    /// start its first call; past it the connection is closed (silent connections would
+    /// otherwise hold a descriptor forever).
+    pub setup_timeout: Duration,
+    /// Open connections in total and per client address.
+    pub limits: ConnectionLimits,
+    /// Largest request metadata (header list) a call may carry; larger gets
+    /// RESOURCE_EXHAUSTED for that call alone.
+    pub max_header_list_bytes: usize,
+    /// At shutdown, time the calls get to end before their connections are closed.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for TransportSettings {
+    fn default() -> Self {
+        Self {
+            keepalive_interval: Duration::from_secs(20),
+            keepalive_timeout: Duration::from_secs(20),
+            max_concurrent_streams: 100,
+            max_request_bytes: 1 << 20,
+            max_pending_accept_reset_streams: 20,
+            max_local_error_reset_streams: 1024,
+            setup_timeout: Duration::from_secs(10),
+            limits: ConnectionLimits::default(),
+            max_header_list_bytes: 16 << 10,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl TransportSettings {
+    /// The header list size HTTP/2 itself accepts. Larger than the gRPC limit on purpose:
+    /// h2 answers a header list over its own limit with a bare HTTP 431 (no gRPC status),
+    /// and a header block spread over more CONTINUATION frames than that limit needs with
+    /// GOAWAY, ending every call on the connection. Up to this size (2 MiB by default) the
+    /// call gets a gRPC status naming `--max-header-list-bytes` instead.
+    fn http2_header_list_size(&self) -> u32 {
+        let bytes = self.max_header_list_bytes.max(1 << 20).saturating_mul(2);
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+}
+
+/// The socket the server accepts on.
+#[derive(Debug)]
+pub enum Listener {
+    /// Plaintext HTTP/2.
+    Plain(tokio::net::TcpListener),
+    /// TLS, with the configuration reloaded on change.
+    Tls(tokio::net::TcpListener, Arc<ReloadingTls>),
+}
+
+/// How a connection ended, once it has: the relay's calls read it to say why they ended
+/// (a subscriber whose connection missed its keepalive did not cancel).
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionFate(Arc<OnceLock<CloseReason>>);
+
+impl ConnectionFate {
+    /// Why the connection ended, if it has.
+    pub fn reason(&self) -> Option<CloseReason> {
+        self.0.get().copied()
+    }
+}
+
+/// What every connection task shares.
+struct Shared {
+    /// The gRPC services.
+    routes: Routes,
+    /// HTTP/2 settings.
+    http: auto::Builder<TokioExecutor>,
+    /// Limits and deadlines.
+    settings: TransportSettings,
+    /// Open connections and counters.
+    table: Arc<ConnectionTable>,
+    /// Lines about rejected and timed-out connections.
+    log: LogBudget,
+}
+
+/// Serves `routes` on `listener` until `shutdown` becomes true, then lets the calls end
+/// for `shutdown_grace` and closes what is left.
+pub async fn serve(
+    listener: Listener,
+    routes: Routes,
+    settings: TransportSettings,
+    table: Arc<ConnectionTable>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let (listener, tls) = match listener {
+        Listener::Plain(listener) => (listener, None),
+        Listener::Tls(listener, tls) => (listener, Some(tls)),
+    };
+    let mut acceptor = Acceptor::new(listener, "grpc", table.stats.clone());
+    let mut http = auto::Builder::new(TokioExecutor::new()).http2_only();
+    http.http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(settings.keepalive_interval)
+        .keep_alive_timeout(settings.keepalive_timeout)
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .max_pending_accept_reset_streams(settings.max_pending_accept_reset_streams)
+        .max_local_error_reset_streams(settings.max_local_error_reset_streams)
+        .max_header_list_size(settings.http2_header_list_size());
+    let shared = Arc::new(Shared {
+        routes: routes.prepare(),
+        http,
+        settings,
+        table,
+        log: LogBudget::new(5),
+    });
+    // Becomes true when the grace period is over: connections still open are closed.
+    let (force_tx, force_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = acceptor.accept() => accepted,
+            // Reap finished connections so the set holds only open ones.
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            _ = stopped(&mut shutdown) => break,
+        };
+        let slot = match shared.table.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(reason) => {
+                if let Some(left_out) = shared.log.admit() {
+                    info!(%peer, reason = reason.as_str(), similar_lines_left_out = left_out, "connection refused: over a connection limit");
+                }
+                continue;
+            }
+        };
+        let deadline = Instant::now() + shared.settings.setup_timeout;
+        let task = Task {
+            shared: shared.clone(),
+            peer,
+            deadline,
+            shutdown: shutdown.clone(),
+            force: force_rx.clone(),
+        };
+        let tls = tls.as_ref().map(|tls| TlsAcceptor::from(tls.current()));
+        tasks.spawn(async move {
+            let reason = match tls {
+                None => task.serve(stream).await,
+                Some(acceptor) => task.serve_tls(stream, acceptor).await,
+            };
+            slot.count_close(reason);
+        });
+    }
+    // Close the listening socket now: new clients are refused instead of waiting.
+    drop(acceptor);
+    let open = tasks.len();
+    let drained = tokio::time::timeout(shared.settings.shutdown_grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        info!(
+            still_open = tasks.len(),
+            of = open,
+            grace_ms = shared.settings.shutdown_grace.as_millis(),
+            "shutdown grace period over: closing the connections still open"
+        );
+        let _ = force_tx.send(true);
+        // Each task drops its connection at once; abort whatever does not.
+        let _ = tokio::time::timeout(Duration::from_millis(200), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        tasks.abort_all();
+    }
+    Ok(())
+}
+
+/// One connection's task.
+struct Task {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    /// When the connection must have started its first call.
+    deadline: Instant,
+    shutdown: watch::Receiver<bool>,
+    force: watch::Receiver<bool>,
+}
+
+impl Task {
+    /// Completes the TLS handshake within the setup deadline, then serves.
+    async fn serve_tls(mut self, stream: tokio::net::TcpStream, tls: TlsAcceptor) -> CloseReason {
+        let handshake = tokio::select! {
+            handshake = timeout_at(self.deadline, tls.accept(stream)) => handshake,
+            _ = stopped(&mut self.shutdown) => return CloseReason::Shutdown,
+        };
+        match handshake {
+            Ok(Ok(stream)) => self.serve(stream).await,
+            Ok(Err(err)) => {
+                debug!(peer = %self.peer, cause = %err, "TLS handshake failed");
+                CloseReason::Client
+            }
+            Err(_) => self.setup_deadline_passed(),
+        }
+    }
+
+    /// Serves HTTP/2 on `io` until the client closes, a deadline passes or shutdown.
+    async fn serve<IO>(mut self, io: IO) -> CloseReason
+    where
+        IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    {
+        let info = io.connect_info();
+        let fate = ConnectionFate::default();
+        let first_call = Arc::new(Notify::new());
+        let service = {
+            let (shared, fate, first_call) =
+                (self.shared.clone(), fate.clone(), first_call.clone());
+            service_fn(move |request: Request<Incoming>| {
+                first_call.notify_one();
+                let mut request = request.map(Body::new);
+                request.extensions_mut().insert(info.clone());
+                request.extensions_mut().insert(fate.clone());
+                route(&shared, request)
+            })
+        };
+        let shared = self.shared.clone();
+        let connection = shared.http.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(connection);
+        let setup = sleep_until(self.deadline);
+        tokio::pin!(setup);
+        let (mut useful, mut draining) = (false, false);
+        let reason = loop {
+            tokio::select! {
+                result = connection.as_mut() => break match result {
+                    Err(err) if is_keepalive_timeout(&*err) => CloseReason::Keepalive,
+                    _ if draining => CloseReason::Shutdown,
+                    _ => CloseReason::Client,
+                },
+                () = first_call.notified(), if !useful => useful = true,
+                () = &mut setup, if !useful => break self.setup_deadline_passed(),
+                // GOAWAY: calls in flight go on (subscribers end with UNAVAILABLE and their
+                // cursor), no new ones start.
+                _ = stopped(&mut self.shutdown), if !draining => {
+                    draining = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+                _ = stopped(&mut self.force) => break CloseReason::ShutdownGrace,
+            }
+        };
+        let _ = fate.0.set(reason);
+        debug!(peer = %self.peer, reason = reason.as_str(), "connection closed");
+        reason
+    }
+
+    fn setup_deadline_passed(&self) -> CloseReason {
+        if let Some(left_out) = self.shared.log.admit() {
+            info!(
+                peer = %self.peer,
+                setup_timeout_ms = self.shared.settings.setup_timeout.as_millis(),
+                similar_lines_left_out = left_out,
+                "connection closed: no call started within the setup deadline (--connection-setup-timeout)"
+            );
+        }
+        CloseReason::SetupDeadline
+    }
+}
+
+/// Sends a call to its service, or answers RESOURCE_EXHAUSTED when its metadata is over
+/// the limit (only this call fails; the connection goes on).
+fn route(
+    shared: &Shared,
+    request: http::Request<Body>,
+) -> impl Future<Output = Result<http::Response<Body>, Infallible>> + Send + use<> {
+    let limit = shared.settings.max_header_list_bytes;
+    let size = header_list_size(&request);
+    if size > limit {
+        let status = Status::resource_exhausted(format!(
+            "the call's metadata is {size} bytes; this relay accepts at most {limit} (--max-header-list-bytes); send less metadata"
+        ));
+        return Either::Left(std::future::ready(Ok(status.into_http())));
+    }
+    let mut routes = shared.routes.clone();
+    Either::Right(async move { tonic::codegen::Service::call(&mut routes, request).await })
+}
+
+/// The header list size as HTTP/2 counts it (RFC 9113 §6.5.2: name, value and 32 bytes
+/// per field), pseudo-headers included.
+fn header_list_size<B>(request: &http::Request<B>) -> usize {
+    let pseudo = [
+        (":method", request.method().as_str().len()),
+        (
+            ":path",
+            request
+                .uri()
+                .path_and_query()
+                .map_or(0, |p| p.as_str().len()),
+        ),
+        (
+            ":authority",
+            request.uri().authority().map_or(0, |a| a.as_str().len()),
+        ),
+        (":scheme", request.uri().scheme_str().map_or(0, str::len)),
+    ];
+    let pseudo: usize = pseudo.iter().map(|(name, len)| name.len() + len + 32).sum();
+    pseudo
+        + request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 32)
+            .sum::<usize>()
+}
+
+/// Whether hyper closed the connection because a keepalive ping went unanswered (its
+/// error type for that is private; its message is stable).
+fn is_keepalive_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(err) = source {
+        if err.to_string().contains("keep-alive timed out") {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_list_size_counts_every_field_as_http2_does() {
+        let request = http::Request::builder()
+            .uri("http://relay:50051/kinesis_relay.v1.Relay/Subscribe")
+            .header("x-big", "a".repeat(1000))
+            .body(())
+            .unwrap();
+        let size = header_list_size(&request);
+        assert_eq!(
+            size,
+            (":method".len() + 3 + 32)
+                + (":path".len() + "/kinesis_relay.v1.Relay/Subscribe".len() + 32)
+                + (":authority".len() + "relay:50051".len() + 32)
+                + (":scheme".len() + 4 + 32)
+                + ("x-big".len() + 1000 + 32)
+        );
+    }
+
+    #[test]
+    fn http2_accepts_more_than_the_grpc_limit_so_calls_get_a_status() {
+        let settings = TransportSettings::default();
+        assert!(settings.http2_header_list_size() as usize >= 2 * (1 << 20));
+        let large = TransportSettings {
+            max_header_list_bytes: 4 << 20,
+            ..TransportSettings::default()
+        };
+        assert_eq!(large.http2_header_list_size(), 8 << 20);
+    }
+}
