@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     cell::{self, CellSpec},
-    loopback, plot, report, serve,
+    loopback, plot, report, serve, soak,
     systems::{Placement, System},
 };
 
@@ -40,6 +40,14 @@ pub struct Cli {
     /// Do not pin the server and the load generator to different CPUs.
     #[arg(long)]
     pub no_pin: bool,
+    /// Instead of the matrix: a soak run of connection churn at the relay's limits (see
+    /// `soak.rs`); prints RSS and open files before and after.
+    #[arg(long)]
+    pub soak: bool,
+    /// Connect-subscribe-drop cycles of the soak run (default 36,000: ten a second for an
+    /// hour).
+    #[arg(long, default_value_t = 36_000)]
+    pub soak_cycles: usize,
     /// Where results.md, results.csv and results.png go.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
     pub out: PathBuf,
@@ -58,6 +66,12 @@ pub enum Serve {
         /// Ring bytes.
         #[arg(long)]
         ring_bytes: u64,
+        /// The relay's --max-connections.
+        #[arg(long, default_value_t = 16_384)]
+        max_connections: usize,
+        /// The relay's --connection-setup-timeout, milliseconds.
+        #[arg(long, default_value_t = 10_000)]
+        setup_timeout_ms: u64,
     },
 }
 
@@ -76,9 +90,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 Serve::ServeRelay {
                     endpoint_url,
                     ring_bytes,
-                } => serve::relay(&endpoint_url, ring_bytes).await,
+                    max_connections,
+                    setup_timeout_ms,
+                } => {
+                    let limits = serve::Limits {
+                        max_connections,
+                        setup_timeout: Duration::from_millis(setup_timeout_ms),
+                    };
+                    serve::relay(&endpoint_url, ring_bytes, limits).await
+                }
             }
         });
+    }
+    if cli.soak {
+        let runtime = tokio::runtime::Runtime::new()?;
+        return runtime.block_on(soak::run(cli.soak_cycles));
     }
     bench(cli)
 }

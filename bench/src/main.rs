@@ -10,6 +10,7 @@
 //! - [`procstat`]: CPU time and RSS of a process from `/proc`.
 //! - [`loopback`]: the plain-socket loopback TCP ceiling.
 //! - [`report`]: Markdown and CSV; [`plot`]: the PNG.
+//! - [`soak`]: connection churn at the relay's limits, RSS and open files before and after.
 //! - [`serve`]: the `serve-emulator` / `serve-relay` subcommands the harness re-executes
 //!   itself as, so the relay runs in its own process.
 
@@ -21,6 +22,7 @@ mod plot;
 mod procstat;
 mod report;
 mod serve;
+mod soak;
 mod systems;
 
 use std::process::ExitCode;

@@ -7,6 +7,7 @@ use std::{io::Write, net::SocketAddr, time::Duration};
 use kinesis_emulator::Emulator;
 use kinesis_relay::{
     AdminSettings, RelayConfig, SecuritySettings,
+    connections::limits::ConnectionLimits,
     embedded::client_for,
     hub::{ReaderState, RingLimits},
     ingest::{IngestSettings, InitialPosition},
@@ -33,9 +34,18 @@ pub async fn emulator() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Connection limits of the relay under test (the soak run lowers them).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `--max-connections`.
+    pub max_connections: usize,
+    /// `--connection-setup-timeout`.
+    pub setup_timeout: Duration,
+}
+
 /// Runs the relay on `endpoint` with default serving settings and a `ring_bytes` ring,
 /// waits until it reads every shard, then prints `LISTEN <addr> <metrics addr>`.
-pub async fn relay(endpoint: &str, ring_bytes: u64) -> anyhow::Result<()> {
+pub async fn relay(endpoint: &str, ring_bytes: u64, limits: Limits) -> anyhow::Result<()> {
     let config = RelayConfig {
         streams: vec![STREAM.to_owned()],
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -55,7 +65,14 @@ pub async fn relay(endpoint: &str, ring_bytes: u64) -> anyhow::Result<()> {
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             ..AdminSettings::default()
         },
-        transport: TransportSettings::default(),
+        transport: TransportSettings {
+            setup_timeout: limits.setup_timeout,
+            limits: ConnectionLimits {
+                max_total: limits.max_connections,
+                max_per_address: limits.max_connections,
+            },
+            ..TransportSettings::default()
+        },
         // Admission limits are policy, not the data path: 1000 subscribers connect at once.
         security: SecuritySettings {
             limits: SubscriberLimits {

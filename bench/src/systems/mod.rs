@@ -3,7 +3,7 @@
 
 mod nats;
 mod redis;
-mod relay;
+pub mod relay;
 
 use std::{
     net::TcpListener,
@@ -78,7 +78,7 @@ pub async fn start(
     ring_bytes: u64,
 ) -> anyhow::Result<Server> {
     match system {
-        System::Relay => relay::start(placement, ring_bytes).await,
+        System::Relay => relay::start(placement, ring_bytes, &[]).await,
         System::Redis => {
             let port = free_port()?;
             let child = spawn(

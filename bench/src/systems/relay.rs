@@ -20,7 +20,12 @@ use tokio::{
 use super::{Placement, Server, System, ready_line, spawn};
 use crate::{payload::SubStats, serve::STREAM};
 
-pub async fn start(placement: &Placement, ring_bytes: u64) -> anyhow::Result<Server> {
+/// Starts the emulator and the relay; `extra` goes to `serve-relay` (e.g. its limits).
+pub async fn start(
+    placement: &Placement,
+    ring_bytes: u64,
+    extra: &[String],
+) -> anyhow::Result<Server> {
     let exe = std::env::current_exe().context("locating the bench binary")?;
     let exe = exe.to_str().context("bench binary path is not UTF-8")?;
     let mut emulator = spawn(
@@ -30,18 +35,16 @@ pub async fn start(placement: &Placement, ring_bytes: u64) -> anyhow::Result<Ser
         true,
     )?;
     let endpoint = ready_line(&mut emulator, "ENDPOINT").await?;
-    let mut relay = spawn(
-        placement.server_cpus.as_deref(),
-        exe,
-        &[
-            "serve-relay",
-            "--endpoint-url",
-            &endpoint,
-            "--ring-bytes",
-            &ring_bytes.to_string(),
-        ],
-        true,
-    )?;
+    let ring_bytes = ring_bytes.to_string();
+    let mut args = vec![
+        "serve-relay",
+        "--endpoint-url",
+        &endpoint,
+        "--ring-bytes",
+        &ring_bytes,
+    ];
+    args.extend(extra.iter().map(String::as_str));
+    let mut relay = spawn(placement.server_cpus.as_deref(), exe, &args, true)?;
     let listen = ready_line(&mut relay, "LISTEN").await?;
     let (addr, metrics) = listen
         .split_once(' ')
@@ -145,23 +148,7 @@ pub async fn ring_bytes_held(server: &Server) -> anyhow::Result<u64> {
 /// The relay's delivery delay histogram now: (upper bound in seconds, records at or below
 /// it), cumulative, from its `/metrics`.
 pub async fn delivery_delay(server: &Server) -> anyhow::Result<Vec<(f64, u64)>> {
-    let addr = server
-        .metrics
-        .as_deref()
-        .context("relay has a metrics address")?;
-    let mut socket = tokio::net::TcpStream::connect(addr)
-        .await
-        .context("connecting to the relay's metrics")?;
-    socket
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
-        .await?;
-    let mut text = String::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        socket.read_to_string(&mut text),
-    )
-    .await
-    .context("reading the relay's metrics")??;
+    let text = metrics_text(server).await?;
     let buckets: Vec<(f64, u64)> = text
         .lines()
         .filter_map(|line| {
@@ -180,4 +167,26 @@ pub async fn delivery_delay(server: &Server) -> anyhow::Result<Vec<(f64, u64)>> 
         "no kinesis_relay_delivery_delay_seconds in the relay's metrics"
     );
     Ok(buckets)
+}
+
+/// The relay's `/metrics` page.
+pub async fn metrics_text(server: &Server) -> anyhow::Result<String> {
+    let addr = server
+        .metrics
+        .as_deref()
+        .context("relay has a metrics address")?;
+    let mut socket = tokio::net::TcpStream::connect(addr)
+        .await
+        .context("connecting to the relay's metrics")?;
+    socket
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
+        .await?;
+    let mut text = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        socket.read_to_string(&mut text),
+    )
+    .await
+    .context("reading the relay's metrics")??;
+    Ok(text)
 }

@@ -299,7 +299,13 @@ impl Task {
             }
         };
         let _ = fate.0.set(reason);
-        debug!(peer = %self.peer, reason = reason.as_str(), "connection closed");
+        if reason == CloseReason::Keepalive {
+            if let Some(left_out) = self.shared.log.admit() {
+                info!(peer = %self.peer, similar_lines_left_out = left_out, "connection closed: keepalive ping unanswered (--keepalive-timeout)");
+            }
+        } else {
+            debug!(peer = %self.peer, reason = reason.as_str(), "connection closed");
+        }
         reason
     }
 
