@@ -484,6 +484,53 @@ async fn without_tokens_each_client_address_has_its_own_budget() {
     emulator.shutdown().await;
 }
 
+#[tokio::test]
+async fn tls_handshakes_that_never_finish_are_cut_at_the_setup_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = temp_dir("tls-deadline");
+    let pki = Pki::new("relay server ca");
+    let (cert, key) = pki.issue("relay", &["localhost", "127.0.0.1"], false);
+    let emulator = fast_emulator().stream("tls-slow", 1).start().await.unwrap();
+    let mut config = fast_config(&["tls-slow"]);
+    config.security.tls = Some(TlsFiles {
+        cert: write(&dir, "server.pem", &cert),
+        key: write(&dir, "server.key", &key),
+        client_ca: None,
+    });
+    config.transport.setup_timeout = Duration::from_secs(1);
+    let relay = start_relay(&emulator, config).await;
+    // Nothing at all, and the first bytes of a ClientHello (a TLS record header).
+    let mut silent = tokio::net::TcpStream::connect(relay.local_addr)
+        .await
+        .unwrap();
+    let mut partial = tokio::net::TcpStream::connect(relay.local_addr)
+        .await
+        .unwrap();
+    partial
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
+        .await
+        .unwrap();
+    for stream in [&mut silent, &mut partial] {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(DEADLINE, stream.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0) | Err(_))),
+            "the relay kept an unfinished handshake open: {read:?}"
+        );
+    }
+    let closed = relay
+        .connections
+        .stats
+        .closed(kinesis_relay::connections::limits::CloseReason::SetupDeadline);
+    assert_eq!(closed, 2);
+    // A client that completes its handshake is served.
+    let listed = list_with(tls_channel(relay.local_addr, &pki.ca_pem, None).await).await;
+    assert_eq!(listed.unwrap(), ["tls-slow"]);
+    relay.shutdown().await.unwrap();
+    emulator.shutdown().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 fn rss_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     statm
