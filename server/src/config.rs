@@ -216,6 +216,11 @@ pub struct Cli {
     #[arg(long, env = "KINESIS_RELAY_MAX_HEADER_LIST_BYTES", default_value = "16KiB", value_parser = parse_bytes)]
     pub max_header_list_bytes: usize,
 
+    /// Compress unary responses (ListStreams, DescribeStream) with gzip or zstd when the
+    /// client accepts it (`on` or `off`). Compressed requests are always accepted.
+    #[arg(long, env = "KINESIS_RELAY_RESPONSE_COMPRESSION", default_value = "on")]
+    pub response_compression: Switch,
+
     /// At shutdown, time the calls get to end (subscribers get UNAVAILABLE and their
     /// cursor at once) before the connections still open are closed.
     #[arg(long, env = "KINESIS_RELAY_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
@@ -258,6 +263,15 @@ pub enum OnLag {
     Disconnect,
     /// Report a gap and go on from the oldest record held.
     Skip,
+}
+
+/// A feature that is on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 /// Log formats.
@@ -409,6 +423,7 @@ impl Cli {
             },
             max_header_list_bytes: self.max_header_list_bytes,
             shutdown_grace: self.shutdown_grace,
+            compress_responses: self.response_compression == Switch::On,
         }
     }
 

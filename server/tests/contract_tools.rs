@@ -173,31 +173,36 @@ async fn python_client_generated_from_the_proto_subscribes() {
     let kinesis = kinesis_relay::embedded::client_for(&emulator.endpoint_url());
     put(&kinesis, "python-stream", &numbered("from-python", 5, 5)).await;
 
-    let output = tokio::time::timeout(
-        DEADLINE + Duration::from_secs(10),
-        Command::new("python3")
-            .arg(repo_root().join("server/tests/python/relay_client.py"))
-            .arg(&generated)
-            .arg(relay.local_addr.to_string())
-            .arg("python-stream")
-            .arg("5")
-            .output(),
-    )
-    .await
-    .expect("python client finishes")
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "python client failed: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        stdout.contains(r#""streams": ["python-stream"]"#),
-        "{stdout}"
-    );
-    for i in 0..5 {
-        assert!(stdout.contains(&format!("from-python-{i}")), "{stdout}");
+    // Once plain, once with every request compressed with gzip.
+    for compression in ["none", "gzip"] {
+        let output = tokio::time::timeout(
+            DEADLINE + Duration::from_secs(10),
+            Command::new("python3")
+                .arg(repo_root().join("server/tests/python/relay_client.py"))
+                .arg(&generated)
+                .arg(relay.local_addr.to_string())
+                .arg("python-stream")
+                .arg("5")
+                .arg(compression)
+                .output(),
+        )
+        .await
+        .expect("python client finishes")
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "python client ({compression}) failed: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains(r#""streams": ["python-stream"]"#),
+            "{stdout}"
+        );
+        assert!(stdout.contains(r#""shards": 2"#), "{stdout}");
+        for i in 0..5 {
+            assert!(stdout.contains(&format!("from-python-{i}")), "{stdout}");
+        }
     }
     relay.shutdown().await.unwrap();
     emulator.shutdown().await;

@@ -71,6 +71,8 @@ pub struct TransportSettings {
     pub max_header_list_bytes: usize,
     /// At shutdown, time the calls get to end before their connections are closed.
     pub shutdown_grace: Duration,
+    /// Whether unary responses may be compressed (gzip, zstd) for clients that accept it.
+    pub compress_responses: bool,
 }
 
 impl Default for TransportSettings {
@@ -86,6 +88,7 @@ impl Default for TransportSettings {
             limits: ConnectionLimits::default(),
             max_header_list_bytes: 16 << 10,
             shutdown_grace: Duration::from_secs(5),
+            compress_responses: true,
         }
     }
 }
@@ -322,12 +325,32 @@ impl Task {
     }
 }
 
-/// Sends a call to its service, or answers RESOURCE_EXHAUSTED when its metadata is over
-/// the limit (only this call fails; the connection goes on).
+/// Sends a call to its service; answers HTTP 415 to a request that is not gRPC (as
+/// PROTOCOL-HTTP2.md asks, so that no other HTTP client takes a gRPC error for a success),
+/// and RESOURCE_EXHAUSTED when its metadata is over the limit (only this call fails; the
+/// connection goes on).
 fn route(
     shared: &Shared,
     request: http::Request<Body>,
 ) -> impl Future<Output = Result<http::Response<Body>, Infallible>> + Send + use<> {
+    let grpc = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/grpc"));
+    if !grpc {
+        let mut response = http::Response::new(Body::new(http_body_util::Full::new(
+            bytes::Bytes::from_static(
+                b"this is a gRPC endpoint: send content-type application/grpc (see the relay's proto, or use grpcurl)\n",
+            ),
+        )));
+        *response.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        return Either::Left(std::future::ready(Ok(response)));
+    }
     let limit = shared.settings.max_header_list_bytes;
     let size = header_list_size(&request);
     if size > limit {

@@ -5,9 +5,11 @@
 //! - `validate.rs`: request field checks.
 //! - `encode.rs`: response bytes from pre-encoded records.
 //! - `subscribe_call.rs`: Subscribe over HTTP/2, writing those bytes as they are.
+//! - `request.rs`: request messages: size limit, compression, one message for Subscribe.
 
 pub mod encode;
 pub mod relay;
+pub mod request;
 pub mod subscribe_call;
 pub mod validate;
 
@@ -22,7 +24,7 @@ use std::sync::Arc;
 
 use kinesis_relay_api::v1::relay_server::RelayServer;
 use tokio::sync::watch;
-use tonic::{body::Body, server::NamedService, service::Routes};
+use tonic::{body::Body, codec::CompressionEncoding, server::NamedService, service::Routes};
 use tonic_health::pb::health_server::{Health, HealthServer};
 
 pub use self::relay::{Access, RelayService, ServeSettings};
@@ -45,11 +47,20 @@ pub struct RelayGrpc {
 }
 
 impl RelayGrpc {
-    /// Wraps a service.
-    pub fn new(service: RelayService, max_request_bytes: usize) -> Self {
+    /// Wraps a service. Requests compressed with gzip or zstd are always accepted;
+    /// `compress_responses` lets unary responses be compressed when the client accepts it.
+    pub fn new(service: RelayService, max_request_bytes: usize, compress_responses: bool) -> Self {
+        let mut generated = RelayServer::new(service.clone())
+            .max_decoding_message_size(max_request_bytes)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
+        if compress_responses {
+            generated = generated
+                .send_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd);
+        }
         Self {
-            generated: RelayServer::new(service.clone())
-                .max_decoding_message_size(max_request_bytes),
+            generated,
             service,
             max_request_bytes,
         }
@@ -77,7 +88,9 @@ impl tonic::codegen::Service<http::Request<Body>> for RelayGrpc {
                 Ok(subscribe_call::subscribe(service, request, max_request_bytes).await)
             })
         } else {
-            self.generated.call(request)
+            let max = self.max_request_bytes;
+            self.generated
+                .call(request.map(|body| Body::new(request::LimitedBody::new(body, max))))
         }
     }
 }
@@ -100,9 +113,16 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let reflection_v1alpha = reflection.build_v1alpha()?;
+    let health_service = health_service
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd);
     let routes = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(RelayGrpc::new(service, transport.max_request_bytes));
+        .add_service(RelayGrpc::new(
+            service,
+            transport.max_request_bytes,
+            transport.compress_responses,
+        ));
     crate::connections::serve(listener, routes, transport, connections, shutdown).await
 }

@@ -6,8 +6,8 @@
 //! each run of records encoded back to back (see `hub::entry`) long enough to be worth its
 //! own write goes out as a slice of the hub's block, copied only by the kernel.
 //!
-//! The request side is what tonic does for a unary request message: one length-prefixed,
-//! uncompressed `SubscribeRequest`, bounded in size and in time.
+//! The request side is [`super::request::read_single`]: exactly one length-prefixed
+//! `SubscribeRequest` (gzip, zstd or uncompressed), bounded in size and in time.
 
 use std::{
     collections::VecDeque,
@@ -17,18 +17,19 @@ use std::{
     time::Duration,
 };
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
 use http_body::{Body as HttpBody, Frame};
-use http_body_util::BodyExt;
 use kinesis_relay_api::v1;
-use prost::Message;
 use tonic::{Status, body::Body};
 
-use super::{RelayService, encode::EncodedResponse, relay::EncodedStream};
+use super::{
+    RelayService,
+    encode::EncodedResponse,
+    relay::EncodedStream,
+    request::{self, PREFIX},
+};
 
-/// Bytes of the gRPC message prefix: compression flag and big-endian length.
-const PREFIX: usize = 5;
 /// Segments at least this long go to HTTP/2 as their own frame instead of being copied:
 /// below it, a copy costs less than the extra write a frame of its own takes.
 const ZERO_COPY_MIN: usize = 16 << 10;
@@ -42,20 +43,21 @@ pub async fn subscribe(
     max_request_bytes: usize,
 ) -> http::Response<Body> {
     let (parts, body) = request.into_parts();
-    let message =
-        match tokio::time::timeout(REQUEST_DEADLINE, read_message(body, max_request_bytes)).await {
-            Ok(Ok(message)) => message,
-            Ok(Err(status)) => return status.into_http(),
-            Err(_) => {
-                return Status::deadline_exceeded(format!(
-                    "the request message did not arrive within {} s",
-                    REQUEST_DEADLINE.as_secs()
-                ))
-                .into_http();
-            }
-        };
+    let read =
+        request::read_single::<v1::SubscribeRequest>(&parts.headers, body, max_request_bytes);
+    let message = match tokio::time::timeout(REQUEST_DEADLINE, read).await {
+        Ok(Ok(message)) => message,
+        Ok(Err(status)) => return with_accept_encoding(status.into_http()),
+        Err(_) => {
+            let status = Status::deadline_exceeded(format!(
+                "the request message (and the end of the request stream) did not arrive within {} s",
+                REQUEST_DEADLINE.as_secs()
+            ));
+            return with_accept_encoding(status.into_http());
+        }
+    };
     let request = tonic::Request::from_http(http::Request::from_parts(parts, message));
-    match service.subscribe_encoded(request) {
+    let response = match service.subscribe_encoded(request) {
         Ok(stream) => {
             let mut response = http::Response::new(Body::new(ResponseBody::new(stream)));
             response.headers_mut().insert(
@@ -65,56 +67,17 @@ pub async fn subscribe(
             response
         }
         Err(status) => status.into_http(),
-    }
+    };
+    with_accept_encoding(response)
 }
 
-/// Reads the one request message of the call.
-async fn read_message(
-    mut body: Body,
-    max_request_bytes: usize,
-) -> Result<v1::SubscribeRequest, Status> {
-    let mut buf = BytesMut::new();
-    let mut expected: Option<usize> = None;
-    loop {
-        if expected.is_none() && buf.len() >= PREFIX {
-            if buf[0] != 0 {
-                return Err(Status::unimplemented(
-                    "the request message is compressed; this relay accepts uncompressed requests only",
-                ));
-            }
-            let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-            if len > max_request_bytes {
-                return Err(Status::resource_exhausted(format!(
-                    "the request is {len} bytes; this relay accepts at most {max_request_bytes} (--max-request-bytes)"
-                )));
-            }
-            expected = Some(len);
-        }
-        if let Some(len) = expected
-            && buf.len() >= PREFIX + len
-        {
-            buf.advance(PREFIX);
-            let message = buf.split_to(len).freeze();
-            return v1::SubscribeRequest::decode(message).map_err(|err| {
-                Status::invalid_argument(format!(
-                    "the request is not a valid SubscribeRequest: {err}"
-                ))
-            });
-        }
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    buf.put(data);
-                }
-            }
-            Some(Err(status)) => return Err(status),
-            None => {
-                return Err(Status::invalid_argument(
-                    "the call ended before its SubscribeRequest message",
-                ));
-            }
-        }
-    }
+/// Says which request encodings the relay decodes, as the protocol asks of servers.
+fn with_accept_encoding(mut response: http::Response<Body>) -> http::Response<Body> {
+    response.headers_mut().insert(
+        "grpc-accept-encoding",
+        HeaderValue::from_static(request::ACCEPTED_ENCODINGS),
+    );
+    response
 }
 
 /// The response body: frames of the responses, then the status as trailers.
@@ -211,47 +174,6 @@ impl HttpBody for ResponseBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn body(bytes: Vec<u8>) -> Body {
-        Body::new(http_body_util::Full::new(Bytes::from(bytes)))
-    }
-
-    fn framed(flag: u8, message: &[u8]) -> Vec<u8> {
-        let mut out = vec![flag];
-        out.extend_from_slice(&(message.len() as u32).to_be_bytes());
-        out.extend_from_slice(message);
-        out
-    }
-
-    #[tokio::test]
-    async fn the_request_message_is_read_checked_and_decoded() {
-        let request = v1::SubscribeRequest {
-            stream: "orders".into(),
-            ..Default::default()
-        };
-        let read = read_message(body(framed(0, &request.encode_to_vec())), 1024).await;
-        assert_eq!(read.unwrap().stream, "orders");
-
-        let compressed = read_message(body(framed(1, b"x")), 1024).await;
-        assert_eq!(compressed.unwrap_err().code(), tonic::Code::Unimplemented);
-
-        let large = read_message(body(framed(0, &[0; 2000])), 1024)
-            .await
-            .unwrap_err();
-        assert_eq!(large.code(), tonic::Code::ResourceExhausted);
-        assert!(large.message().contains("--max-request-bytes"), "{large:?}");
-
-        let cut = read_message(
-            body(framed(0, &request.encode_to_vec())[..6].to_vec()),
-            1024,
-        );
-        assert_eq!(cut.await.unwrap_err().code(), tonic::Code::InvalidArgument);
-
-        let garbage = read_message(body(framed(0, &[0xff; 8])), 1024)
-            .await
-            .unwrap_err();
-        assert_eq!(garbage.code(), tonic::Code::InvalidArgument);
-    }
 
     #[test]
     fn long_segments_go_as_they_are_and_short_ones_are_copied_together() {

@@ -1,9 +1,10 @@
 """A subscriber written in Python with code generated from proto/ by grpcio-tools.
 
-Usage: relay_client.py GENERATED_DIR ADDRESS STREAM COUNT
+Usage: relay_client.py GENERATED_DIR ADDRESS STREAM COUNT [gzip]
 
-Lists the relay's streams, then subscribes to STREAM from the earliest record held and
-prints one JSON line per record until COUNT records arrived.
+Lists the relay's streams, describes STREAM, then subscribes to it from the earliest record
+held and prints one JSON line per record until COUNT records arrived. With `gzip`, the
+channel compresses every request with gzip (grpc.Compression.Gzip).
 """
 
 import json
@@ -17,10 +18,14 @@ from kinesis_relay.v1 import relay_pb2, relay_pb2_grpc  # noqa: E402
 
 def main() -> int:
     address, stream, count = sys.argv[2], sys.argv[3], int(sys.argv[4])
-    with grpc.insecure_channel(address) as channel:
+    gzip = len(sys.argv) > 5 and sys.argv[5] == "gzip"
+    compression = grpc.Compression.Gzip if gzip else grpc.Compression.NoCompression
+    with grpc.insecure_channel(address, compression=compression) as channel:
         relay = relay_pb2_grpc.RelayStub(channel)
         listed = relay.ListStreams(relay_pb2.ListStreamsRequest(), timeout=10)
         print(json.dumps({"streams": [s.name for s in listed.streams]}), flush=True)
+        described = relay.DescribeStream(relay_pb2.DescribeStreamRequest(stream=stream), timeout=10)
+        print(json.dumps({"shards": len(described.shards)}), flush=True)
         request = relay_pb2.SubscribeRequest(stream=stream, earliest=relay_pb2.Earliest())
         received = 0
         for response in relay.Subscribe(request, timeout=30):
