@@ -48,9 +48,11 @@ pub struct Cli {
     /// hour).
     #[arg(long, default_value_t = 36_000)]
     pub soak_cycles: usize,
-    /// Where results.md, results.csv and results.png go.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
-    pub out: PathBuf,
+    /// Where results.md, results.csv and results.png go (default: the committed
+    /// bench/results for a full run; a temporary directory for --quick and for partial
+    /// matrices, so that only a deliberate full run changes the committed results).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// Server processes the harness starts by re-executing itself.
@@ -121,7 +123,19 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
     let subscribers = pick(&cli.subscribers, &[1, 10], &[1, 100, 1000]);
     let phase =
         Duration::from_secs_f64(cli.phase_secs.unwrap_or(if cli.quick { 1.0 } else { 3.0 }));
-    std::fs::create_dir_all(&cli.out).with_context(|| format!("creating {}", cli.out.display()))?;
+    let full_run = !cli.quick
+        && cli.payloads.is_empty()
+        && cli.subscribers.is_empty()
+        && cli.systems.len() == 3
+        && cli.phase_secs.is_none();
+    let out = cli.out.clone().unwrap_or_else(|| {
+        if full_run {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results"))
+        } else {
+            std::env::temp_dir().join("kinesis-relay-bench")
+        }
+    });
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
 
     // The ceiling first, with both CPUs free.
     let loopback = loopback::measure(Duration::from_millis(1500))?;
@@ -172,9 +186,9 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
     }
     runtime.shutdown_timeout(Duration::from_secs(2));
 
-    let csv = cli.out.join("results.csv");
-    let md = cli.out.join("results.md");
-    let png = cli.out.join("results.png");
+    let csv = out.join("results.csv");
+    let md = out.join("results.md");
+    let png = out.join("results.png");
     std::fs::write(&csv, report::csv(&results, &machine))?;
     std::fs::write(&md, report::markdown(&results, &machine))?;
     if let Err(err) = plot::draw(&results, &png) {

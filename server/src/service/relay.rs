@@ -409,22 +409,29 @@ impl Feed {
 
     /// Ends the stream: the relay shuts down.
     fn shutdown_status(&mut self) -> Status {
-        self.done = true;
-        self.log.end = Some(SubscriberEnd::Shutdown);
-        with_cursor(
+        self.end_with(
+            SubscriberEnd::Shutdown,
             Code::Unavailable,
-            "the relay is shutting down; resume on another relay (or this one when it is back) with the cursor in the status details (trailer kinesis-relay-cursor)".to_owned(),
-            &self.subscription.encoded_cursor(),
+            "the relay is shutting down; resume on another relay (or this one when it is back)",
         )
     }
 
     /// Ends the stream: the call's deadline passed.
     fn deadline_status(&mut self) -> Status {
-        self.done = true;
-        self.log.end = Some(SubscriberEnd::Deadline);
-        with_cursor(
+        self.end_with(
+            SubscriberEnd::Deadline,
             Code::DeadlineExceeded,
-            "the call's deadline (grpc-timeout) passed; resume with the cursor in the status details (trailer kinesis-relay-cursor)".to_owned(),
+            "the call's deadline (grpc-timeout) passed; resume",
+        )
+    }
+
+    /// Marks the stream ended for `end` and builds its status, which carries the cursor.
+    fn end_with(&mut self, end: SubscriberEnd, code: Code, what: &str) -> Status {
+        self.done = true;
+        self.log.end = Some(end);
+        with_cursor(
+            code,
+            format!("{what} with the cursor in the status details (trailer kinesis-relay-cursor)"),
             &self.subscription.encoded_cursor(),
         )
     }
