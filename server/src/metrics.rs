@@ -28,6 +28,7 @@ use crate::{
         limits::{CloseReason, ConnectionStats, ConnectionTable},
     },
     hub::{ReaderState, StreamHub, delay::DelaySnapshot, ends::SubscriberEnd},
+    ingest::records::CORRUPT_AGGREGATES,
 };
 
 /// Admin connections served at once; more are closed at once (a scraper needs one).
@@ -170,6 +171,12 @@ impl Collector for HubCollector {
             "kinesis_relay_subscriptions",
             "SubscribeToShard subscriptions started (first and renewals).",
             &subscriptions,
+        )?;
+        counter(
+            e,
+            "kinesis_relay_corrupt_aggregates",
+            "KPL aggregates that failed to unpack and were passed on as one raw record.",
+            &[(vec![], CORRUPT_AGGREGATES.load(Ordering::Relaxed))],
         )?;
         counter(
             e,

@@ -64,6 +64,16 @@ async fn metrics_report_what_flows_in_and_out() {
         "{text}"
     );
     assert!(metric(&text, "kinesis_relay_ring_bytes", "stream=\"metered\"").unwrap() > 0.0);
+    // Process-wide: no corrupt aggregate in this test binary.
+    assert_eq!(
+        metric(&text, "kinesis_relay_corrupt_aggregates_total", ""),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&text, "kinesis_relay_connections_open", ""),
+        Some(1.0),
+        "the test's one gRPC connection"
+    );
     // Every record sent is counted once in the delay histogram, and took less than the
     // catch-all bucket.
     assert_eq!(
