@@ -42,7 +42,7 @@ use crate::{
         auth::Authorizer,
         limits::{Admission, SubscriberLimits},
         tls::{ReloadingTls, TlsFiles},
-        watch::spawn_reloader,
+        watch::reload_on_change,
     },
     service::{Access, Listener, RelayService, ServeSettings, TransportSettings},
 };
@@ -139,17 +139,19 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
     let local_addr = listener.local_addr()?;
     let connections = ConnectionTable::new(connection_limits(config.transport.limits));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // Every task the relay starts, so that shutdown waits for each of them.
+    let mut tasks = JoinSet::new();
     let security = &config.security;
     let listener = match &security.tls {
         Some(files) => {
             let tls = ReloadingTls::load(files.clone())?;
             let reloading = tls.clone();
-            spawn_reloader(
+            tasks.spawn(finishes(reload_on_change(
                 "TLS certificates",
                 files.paths(),
                 move || reloading.reload(),
                 shutdown_rx.clone(),
-            );
+            )));
             Listener::Tls(listener, tls)
         }
         None => {
@@ -163,12 +165,12 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
         Some(path) => {
             let auth = Authorizer::load(path)?;
             let reloading = auth.clone();
-            spawn_reloader(
+            tasks.spawn(finishes(reload_on_change(
                 "auth tokens",
                 vec![path.clone()],
                 move || reloading.reload(),
                 shutdown_rx.clone(),
-            );
+            )));
             Some(auth)
         }
         None => None,
@@ -182,7 +184,6 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
         .iter()
         .map(|stream| StreamHub::new(stream.clone(), config.rings))
         .collect();
-    let mut tasks = JoinSet::new();
     let ingest = Arc::new(config.ingest);
     for hub in &hubs {
         match &ingest.upstream {
@@ -204,7 +205,7 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
     }
     // Records age out of the rings even on idle streams, whatever feeds them (Kinesis or
     // an upstream relay): appends evict too, this covers the quiet times.
-    tokio::spawn(age_rings(hubs.clone(), shutdown_rx.clone()));
+    tasks.spawn(finishes(age_rings(hubs.clone(), shutdown_rx.clone())));
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_service_status(
@@ -213,13 +214,13 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
         )
         .await;
     let (ready_tx, ready_rx) = watch::channel(false);
-    tokio::spawn(health::run(
+    tasks.spawn(finishes(health::run(
         health_reporter,
         hubs.clone(),
         config.admin.health_threshold,
         ready_tx,
         shutdown_rx.clone(),
-    ));
+    )));
     let metrics_addr = match config.admin.metrics_listen {
         Some(addr) => {
             let admin = TcpListener::bind(addr)
@@ -346,6 +347,12 @@ async fn age_rings(hubs: Vec<Arc<StreamHub>>, mut shutdown: watch::Receiver<bool
             _ = stopped(&mut shutdown) => return,
         }
     }
+}
+
+/// A task that cannot fail, as the relay's task set holds them.
+async fn finishes(task: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    task.await;
+    Ok(())
 }
 
 /// Resolves once `shutdown` holds true (or its sender is gone). The borrow of the value

@@ -330,10 +330,17 @@ pub async fn serve(
     info!(addr = %listener.local_addr()?, "metrics listening");
     let mut acceptor = Acceptor::new(listener, "metrics", Arc::new(ConnectionStats::default()));
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
+    // The connections' tasks: reaped as they end, aborted at shutdown (a scrape is not worth
+    // waiting for).
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, peer): (_, SocketAddr) = tokio::select! {
             accepted = acceptor.accept() => accepted,
-            _ = crate::stopped(&mut shutdown) => return Ok(()),
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            _ = crate::stopped(&mut shutdown) => {
+                connections.abort_all();
+                return Ok(());
+            }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             debug!(%peer, "admin connection refused: {MAX_ADMIN_CONNECTIONS} already open");
@@ -341,7 +348,7 @@ pub async fn serve(
         };
         let registry = registry.clone();
         let ready = ready.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _permit = permit;
             let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                 let registry = registry.clone();

@@ -16,13 +16,13 @@ fn stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
 }
 
 /// Calls `reload` when any of `paths` changes or SIGHUP arrives, until shutdown.
-pub fn spawn_reloader(
+pub async fn reload_on_change(
     what: &'static str,
     paths: Vec<PathBuf>,
     mut reload: impl FnMut() -> anyhow::Result<()> + Send + 'static,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    tokio::spawn(async move {
+    {
         let mut stamps: Vec<_> = paths.iter().map(stamp).collect();
         #[cfg(unix)]
         let mut hangup =
@@ -56,5 +56,5 @@ pub fn spawn_reloader(
                 }
             }
         }
-    });
+    }
 }
