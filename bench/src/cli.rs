@@ -74,6 +74,9 @@ pub enum Serve {
         /// The relay's --connection-setup-timeout, milliseconds.
         #[arg(long, default_value_t = 10_000)]
         setup_timeout_ms: u64,
+        /// The relay's --coalesce-writes.
+        #[arg(long, default_value = "on")]
+        coalesce_writes: kinesis_relay::config::Switch,
     },
 }
 
@@ -94,10 +97,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     ring_bytes,
                     max_connections,
                     setup_timeout_ms,
+                    coalesce_writes,
                 } => {
                     let limits = serve::Limits {
                         max_connections,
                         setup_timeout: Duration::from_millis(setup_timeout_ms),
+                        coalesce_writes: coalesce_writes == kinesis_relay::config::Switch::On,
                     };
                     serve::relay(&endpoint_url, ring_bytes, limits).await
                 }

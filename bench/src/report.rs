@@ -223,11 +223,14 @@ pub fn markdown(results: &[CellResult], machine: &Machine) -> String {
         out,
         "\nRelay delivered records/s at saturation as a ratio of each peer's (> 1: the relay delivers more):\n"
     );
-    let _ = writeln!(out, "| payload | subs | relay / redis | relay / nats |");
-    let _ = writeln!(out, "|---|--:|--:|--:|");
+    let _ = writeln!(
+        out,
+        "| relay variant | payload | subs | relay / redis | relay / nats |"
+    );
+    let _ = writeln!(out, "|---|---|--:|--:|--:|");
     for r in results
         .iter()
-        .filter(|r| r.system == "relay" && r.error.is_empty())
+        .filter(|r| r.system.starts_with("relay") && r.error.is_empty())
     {
         let ratio = |system| {
             peer(results, r, system)
@@ -238,7 +241,8 @@ pub fn markdown(results: &[CellResult], machine: &Machine) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} |",
+            r.system,
             size(r.payload),
             r.subscribers,
             ratio("redis"),

@@ -41,6 +41,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// `--connection-setup-timeout`.
     pub setup_timeout: Duration,
+    /// `--coalesce-writes`.
+    pub coalesce_writes: bool,
 }
 
 /// Runs the relay on `endpoint` with default serving settings and a `ring_bytes` ring,
@@ -67,6 +69,7 @@ pub async fn relay(endpoint: &str, ring_bytes: u64, limits: Limits) -> anyhow::R
         },
         transport: TransportSettings {
             setup_timeout: limits.setup_timeout,
+            coalesce_writes: limits.coalesce_writes,
             limits: ConnectionLimits {
                 max_total: limits.max_connections,
                 max_per_address: limits.max_connections,

@@ -86,7 +86,13 @@ pub async fn run(cycles: usize) -> anyhow::Result<()> {
         "--setup-timeout-ms".to_owned(),
         "1000".to_owned(),
     ];
-    let server = relay::start(&placement, RING_BYTES, &extra).await?;
+    let server = relay::start(
+        &placement,
+        RING_BYTES,
+        kinesis_relay_api::CLIENT_MAX_FRAME_SIZE,
+        &extra,
+    )
+    .await?;
     let cold = Footprint::of(server.pid);
     let stop = Arc::new(AtomicBool::new(false));
     let publisher = tokio::spawn(publish(server.upstream.clone(), stop.clone()));

@@ -221,6 +221,12 @@ pub struct Cli {
     #[arg(long, env = "KINESIS_RELAY_RESPONSE_COMPRESSION", default_value = "on")]
     pub response_compression: Switch,
 
+    /// Gather the HTTP/2 frames written in one poll of a connection into one system call
+    /// (`on` or `off`): clients with HTTP/2's default 16 KiB frames cost one write per
+    /// response instead of one per frame.
+    #[arg(long, env = "KINESIS_RELAY_COALESCE_WRITES", default_value = "on")]
+    pub coalesce_writes: Switch,
+
     /// At shutdown, time the calls get to end (subscribers get UNAVAILABLE and their
     /// cursor at once) before the connections still open are closed.
     #[arg(long, env = "KINESIS_RELAY_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
@@ -424,6 +430,7 @@ impl Cli {
             max_header_list_bytes: self.max_header_list_bytes,
             shutdown_grace: self.shutdown_grace,
             compress_responses: self.response_compression == Switch::On,
+            coalesce_writes: self.coalesce_writes == Switch::On,
         }
     }
 

@@ -21,13 +21,27 @@ use tokio::{
     task::JoinHandle,
 };
 
+use kinesis_relay_api::CLIENT_MAX_FRAME_SIZE;
+
 use crate::payload::SubStats;
+
+/// HTTP/2's default SETTINGS_MAX_FRAME_SIZE, which most gRPC clients keep.
+const DEFAULT_FRAME_SIZE: u32 = 16 << 10;
 
 /// A system under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum System {
-    /// kinesis-relay on the project's emulator (push delay zero, limits off).
+    /// kinesis-relay on the project's emulator (push delay zero, limits off); subscribers
+    /// accept 1 MiB HTTP/2 frames, as kinesis-relay-client does.
     Relay,
+    /// The same relay; subscribers keep HTTP/2's default 16 KiB frames, as grpc-go,
+    /// grpc-js and grpcurl do.
+    #[value(name = "relay-16k")]
+    Relay16k,
+    /// As `relay-16k`, with the relay's write coalescing off (`--coalesce-writes off`):
+    /// every HTTP/2 frame is its own system call, as before the coalescing.
+    #[value(name = "relay-16k-per-frame")]
+    Relay16kPerFrame,
     /// Debian's redis-server, PUBLISH / SUBSCRIBE.
     Redis,
     /// Debian's nats-server, core publish / subscribe.
@@ -39,6 +53,8 @@ impl System {
     pub fn name(self) -> &'static str {
         match self {
             System::Relay => "relay",
+            System::Relay16k => "relay-16k",
+            System::Relay16kPerFrame => "relay-16k-per-frame",
             System::Redis => "redis",
             System::Nats => "nats",
         }
@@ -67,6 +83,8 @@ pub struct Server {
     pub upstream: Option<String>,
     /// For the relay: its metrics listener (`host:port`), for the delay it adds.
     pub metrics: Option<String>,
+    /// For the relay: the HTTP/2 frame size its subscribers accept.
+    pub client_frame_size: u32,
     /// The processes, the measured one last; killed on drop (`kill_on_drop`).
     _children: Vec<Child>,
 }
@@ -78,7 +96,12 @@ pub async fn start(
     ring_bytes: u64,
 ) -> anyhow::Result<Server> {
     match system {
-        System::Relay => relay::start(placement, ring_bytes, &[]).await,
+        System::Relay => relay::start(placement, ring_bytes, CLIENT_MAX_FRAME_SIZE, &[]).await,
+        System::Relay16k => relay::start(placement, ring_bytes, DEFAULT_FRAME_SIZE, &[]).await,
+        System::Relay16kPerFrame => {
+            let extra = ["--coalesce-writes".to_owned(), "off".to_owned()];
+            relay::start(placement, ring_bytes, DEFAULT_FRAME_SIZE, &extra).await
+        }
         System::Redis => {
             let port = free_port()?;
             let child = spawn(
@@ -135,6 +158,7 @@ async fn finish_tcp_start(system: System, child: Child, addr: String) -> anyhow:
         addr,
         upstream: None,
         metrics: None,
+        client_frame_size: DEFAULT_FRAME_SIZE,
         _children: vec![child],
     })
 }
@@ -210,7 +234,7 @@ impl Publisher {
     /// Connects a publisher to `server`.
     pub async fn connect(server: &Server) -> anyhow::Result<Self> {
         match server.system {
-            System::Relay => relay::publisher(server),
+            System::Relay | System::Relay16k | System::Relay16kPerFrame => relay::publisher(server),
             System::Redis => redis::publisher(server).await,
             System::Nats => nats::publisher(server).await,
         }
@@ -239,7 +263,9 @@ impl Publisher {
 /// [`relay::delivery_delay`]); `None` for the other systems or when it cannot be read.
 pub async fn relay_delay(server: &Server) -> Option<Vec<(f64, u64)>> {
     match server.system {
-        System::Relay => relay::delivery_delay(server).await.ok(),
+        System::Relay | System::Relay16k | System::Relay16kPerFrame => {
+            relay::delivery_delay(server).await.ok()
+        }
         System::Redis | System::Nats => None,
     }
 }
@@ -247,7 +273,9 @@ pub async fn relay_delay(server: &Server) -> Option<Vec<(f64, u64)>> {
 /// Bytes of records the server holds for replay (the relay's ring; 0 for the others).
 pub async fn held_bytes(server: &Server) -> u64 {
     match server.system {
-        System::Relay => relay::ring_bytes_held(server).await.unwrap_or(0),
+        System::Relay | System::Relay16k | System::Relay16kPerFrame => {
+            relay::ring_bytes_held(server).await.unwrap_or(0)
+        }
         System::Redis | System::Nats => 0,
     }
 }
@@ -260,7 +288,9 @@ pub async fn subscribe(
     latency: Arc<Mutex<Histogram<u64>>>,
 ) -> anyhow::Result<JoinHandle<()>> {
     match server.system {
-        System::Relay => relay::subscribe(server, stats, latency).await,
+        System::Relay | System::Relay16k | System::Relay16kPerFrame => {
+            relay::subscribe(server, stats, latency).await
+        }
         System::Redis => redis::subscribe(server, stats, latency).await,
         System::Nats => nats::subscribe(server, stats, latency).await,
     }

@@ -20,10 +20,12 @@ use tokio::{
 use super::{Placement, Server, System, ready_line, spawn};
 use crate::{payload::SubStats, serve::STREAM};
 
-/// Starts the emulator and the relay; `extra` goes to `serve-relay` (e.g. its limits).
+/// Starts the emulator and the relay; `extra` goes to `serve-relay` (e.g. its limits), and
+/// subscribers will accept HTTP/2 frames of `client_frame_size` bytes.
 pub async fn start(
     placement: &Placement,
     ring_bytes: u64,
+    client_frame_size: u32,
     extra: &[String],
 ) -> anyhow::Result<Server> {
     let exe = std::env::current_exe().context("locating the bench binary")?;
@@ -56,6 +58,7 @@ pub async fn start(
         addr: addr.to_owned(),
         upstream: Some(endpoint),
         metrics: Some(metrics.to_owned()),
+        client_frame_size,
         _children: vec![emulator, relay],
     })
 }
@@ -101,9 +104,9 @@ pub async fn subscribe(
     stats: Arc<SubStats>,
     latency: Arc<Mutex<Histogram<u64>>>,
 ) -> anyhow::Result<JoinHandle<()>> {
-    // Configured as kinesis-relay-client configures its channel.
+    // Configured as kinesis-relay-client configures its channel (but for the frame size).
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))?
-        .max_frame_size(kinesis_relay_api::CLIENT_MAX_FRAME_SIZE)
+        .max_frame_size(server.client_frame_size)
         .tcp_nodelay(true)
         .connect()
         .await

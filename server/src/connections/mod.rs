@@ -10,8 +10,10 @@
 //! - `accept.rs`: an accept loop that never ends on an error.
 //! - `limits.rs`: connection limits in total and per client address, and their counters.
 //! - `fd_limit.rs`: the file-descriptor limit, raised at start, that those limits fit in.
+//! - `coalesce.rs`: the frames h2 writes in one poll of a connection, in one system call.
 
 pub mod accept;
+pub mod coalesce;
 pub mod fd_limit;
 pub mod limits;
 
@@ -40,6 +42,7 @@ use tracing::{debug, info};
 
 use self::{
     accept::Acceptor,
+    coalesce::Coalescing,
     limits::{CloseReason, ConnectionLimits, ConnectionTable},
 };
 use crate::{log_budget::LogBudget, security::tls::ReloadingTls, stopped};
@@ -73,6 +76,9 @@ pub struct TransportSettings {
     pub shutdown_grace: Duration,
     /// Whether unary responses may be compressed (gzip, zstd) for clients that accept it.
     pub compress_responses: bool,
+    /// Whether the frames h2 writes in one poll go out in one system call
+    /// ([`coalesce::Coalescing`]); off writes each frame on its own, as h2 does.
+    pub coalesce_writes: bool,
 }
 
 impl Default for TransportSettings {
@@ -89,6 +95,7 @@ impl Default for TransportSettings {
             max_header_list_bytes: 16 << 10,
             shutdown_grace: Duration::from_secs(5),
             compress_responses: true,
+            coalesce_writes: true,
         }
     }
 }
@@ -259,11 +266,24 @@ impl Task {
     }
 
     /// Serves HTTP/2 on `io` until the client closes, a deadline passes or shutdown.
-    async fn serve<IO>(mut self, io: IO) -> CloseReason
+    async fn serve<IO>(self, io: IO) -> CloseReason
     where
         IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
     {
         let info = io.connect_info();
+        if self.shared.settings.coalesce_writes {
+            self.serve_http(Coalescing::new(io), info).await
+        } else {
+            self.serve_http(io, info).await
+        }
+    }
+
+    /// Serves HTTP/2 on `io`, whose connect info (address, client certificates) is `info`.
+    async fn serve_http<IO, Info>(mut self, io: IO, info: Info) -> CloseReason
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        Info: Clone + Send + Sync + 'static,
+    {
         let fate = ConnectionFate::default();
         let first_call = Arc::new(Notify::new());
         let service = {
