@@ -23,7 +23,7 @@ pub struct Cli {
     #[arg(long)]
     pub quick: bool,
     /// Systems to run.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [System::Relay, System::Redis, System::Nats])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [System::Relay, System::Relay16k, System::Redis, System::Nats])]
     pub systems: Vec<System>,
     /// Payload sizes in bytes (default 100,1024,10240; --quick: 1024).
     #[arg(long, value_delimiter = ',')]
@@ -131,7 +131,7 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
     let full_run = !cli.quick
         && cli.payloads.is_empty()
         && cli.subscribers.is_empty()
-        && cli.systems.len() == 3
+        && cli.systems.len() == 4
         && cli.phase_secs.is_none();
     let out = cli.out.clone().unwrap_or_else(|| {
         if full_run {
