@@ -11,6 +11,7 @@
 //! - [`backoff`]: exponential backoff with jitter, for every retry loop of the project.
 //! - [`units`]: durations and sizes on command lines.
 
+pub mod atomic_file;
 pub mod backoff;
 pub mod cursor;
 pub mod kpl;

@@ -5,11 +5,12 @@
 //! `--from cursor:$(cat FILE)` works too.
 
 use std::{
-    fs,
-    io::{self, Write},
-    path::{Path, PathBuf},
+    fs, io,
+    path::PathBuf,
     time::{Duration, Instant},
 };
+
+pub use kinesis_relay_api::atomic_file::{sync_dir, write_atomically};
 
 use crate::error::Failure;
 
@@ -74,47 +75,6 @@ impl Checkpoint {
         self.stored = Some(cursor.to_owned());
         self.written_at = Some(Instant::now());
         Ok(())
-    }
-}
-
-/// Writes `contents` to a temporary file beside `path`, syncs it, renames it over `path`
-/// and syncs the directory: readers see the old file or the new one, never a mix.
-pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = parent_dir(path);
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
-    let temp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut file = fs::File::create(&temp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        fs::rename(&temp, path)?;
-        sync_dir(&dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result
-}
-
-/// Syncs a directory so that a rename in it survives a crash.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    match fs::File::open(dir) {
-        Ok(handle) => handle.sync_all().or(Ok(())),
-        // Some platforms cannot open directories; the rename is still atomic there.
-        Err(_) => Ok(()),
-    }
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
-        _ => PathBuf::from("."),
     }
 }
 

@@ -107,10 +107,7 @@ pub fn rfc3339(at: &prost_types::Timestamp) -> Option<String> {
 
 /// A protobuf timestamp from RFC 3339 text's parsed form.
 pub fn timestamp(at: time::OffsetDateTime) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.unix_timestamp(),
-        nanos: at.nanosecond() as i32,
-    }
+    prost_types::Timestamp::from(std::time::SystemTime::from(at))
 }
 
 /// How long ago `at` was (zero for the future or an invalid time).

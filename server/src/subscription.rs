@@ -7,7 +7,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashSet},
-    time::{SystemTime, UNIX_EPOCH},
+    time::SystemTime,
 };
 
 use bytes::Bytes;
@@ -517,11 +517,7 @@ fn sequence_text(position: &Position) -> String {
 
 /// A protobuf timestamp.
 pub fn timestamp(at: SystemTime) -> prost_types::Timestamp {
-    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    prost_types::Timestamp {
-        seconds: since.as_secs() as i64,
-        nanos: since.subsec_nanos() as i32,
-    }
+    prost_types::Timestamp::from(at)
 }
 
 /// RFC 3339 text of a time, for messages.

@@ -2,7 +2,7 @@
 
 use std::{
     sync::Arc,
-    time::{Instant, SystemTime, UNIX_EPOCH},
+    time::{Instant, SystemTime},
 };
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -80,19 +80,12 @@ impl Entry {
         let messages: Vec<(Kept, v1::Record)> = records
             .into_iter()
             .map(|record| {
-                let since_epoch = record
-                    .arrival
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default();
                 let message = v1::Record {
                     partition_key: record.partition_key.clone(),
                     data: record.data,
                     sequence_number: record.sequence.to_string(),
                     sub_sequence_number: record.sub_sequence,
-                    approximate_arrival_timestamp: Some(prost_types::Timestamp {
-                        seconds: since_epoch.as_secs() as i64,
-                        nanos: since_epoch.subsec_nanos() as i32,
-                    }),
+                    approximate_arrival_timestamp: Some(record.arrival.into()),
                     explicit_hash_key: record.explicit_hash_key.unwrap_or_default(),
                 };
                 let kept = (
@@ -187,7 +180,7 @@ mod tests {
                 data: Bytes::from(vec![seq as u8; 10]),
                 sequence: seq.to_string().parse().unwrap(),
                 sub_sequence: None,
-                arrival: UNIX_EPOCH,
+                arrival: SystemTime::UNIX_EPOCH,
                 explicit_hash_key: None,
             })
             .collect();
@@ -210,7 +203,7 @@ mod tests {
             data: Bytes::new(),
             sequence: "9".parse().unwrap(),
             sub_sequence: None,
-            arrival: UNIX_EPOCH,
+            arrival: SystemTime::UNIX_EPOCH,
             explicit_hash_key: None,
         });
         assert!(!entries[0].adjoins_block(&alone));
@@ -223,7 +216,7 @@ mod tests {
             data: Bytes::from(vec![0u8; size]),
             sequence: seq.to_string().parse().unwrap(),
             sub_sequence: None,
-            arrival: UNIX_EPOCH,
+            arrival: SystemTime::UNIX_EPOCH,
             explicit_hash_key: None,
         };
         let entries = Entry::encode_all((1..=10).map(|seq| record(seq, 20_000)).collect());
@@ -248,7 +241,7 @@ mod tests {
             data: Bytes::from_static(b"hello"),
             sequence: "42".parse().unwrap(),
             sub_sequence: Some(1),
-            arrival: UNIX_EPOCH + std::time::Duration::from_millis(1500),
+            arrival: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1500),
             explicit_hash_key: None,
         });
         let mut batch = BytesMut::new();

@@ -6,12 +6,12 @@
 
 use std::{
     collections::BTreeMap,
-    io::Write,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
 use anyhow::Context;
+use kinesis_relay_api::atomic_file::write_atomically;
 use serde::{Deserialize, Serialize};
 
 /// What is stored of one shard.
@@ -104,15 +104,8 @@ impl Checkpoints {
             stream: self.stream.clone(),
             shards: snapshot,
         };
-        let tmp = path.with_extension("json.tmp");
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let mut out =
-            std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-        out.write_all(serde_json::to_string_pretty(&file)?.as_bytes())?;
-        out.sync_all()?;
-        std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
+        write_atomically(path, serde_json::to_string_pretty(&file)?.as_bytes())
+            .with_context(|| format!("writing the checkpoint {}", path.display()))?;
         Ok(())
     }
 }

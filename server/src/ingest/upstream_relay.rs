@@ -157,13 +157,7 @@ pub async fn run_stream(
 
 fn save(path: Option<&PathBuf>, cursor: &str) {
     let Some(path) = path else { return };
-    let tmp = path.with_extension("tmp");
-    let written = path
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| std::fs::write(&tmp, cursor))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(err) = written {
+    if let Err(err) = kinesis_relay_api::atomic_file::write_atomically(path, cursor.as_bytes()) {
         warn!(path = %path.display(), cause = %err, "writing the upstream cursor failed");
     }
 }
