@@ -28,13 +28,9 @@ impl Backoff {
 
     /// The delay before the next attempt.
     pub fn next_delay(&mut self) -> Duration {
-        let ceiling = self
-            .base
-            .saturating_mul(1u32 << self.attempt.min(20))
-            .min(self.cap);
+        let delay = delay(self.base, self.cap, self.attempt);
         self.attempt = self.attempt.saturating_add(1);
-        let fraction = rand::rng().random_range(0.5..=1.0);
-        ceiling.mul_f64(fraction)
+        delay
     }
 
     /// Failures since the last success.
@@ -46,6 +42,16 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.attempt = 0;
     }
+}
+
+/// The delay after `failures` failures in a row (0 for the first retry): `base` doubled per
+/// failure up to `cap`, drawn at random from the upper half of that. For callers that keep
+/// the count themselves (the producer keeps one per record).
+pub fn delay(base: Duration, cap: Duration, failures: u32) -> Duration {
+    let ceiling = base
+        .saturating_mul(1u32 << failures.min(20))
+        .min(cap.max(base));
+    ceiling.mul_f64(rand::rng().random_range(0.5..=1.0))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use anyhow::Context as _;
 use clap::Parser;
+use kinesis_relay_api::units::parse_duration;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -85,30 +86,6 @@ fn parse_stream(text: &str) -> Result<(String, u32), String> {
     Ok((name.to_owned(), shards))
 }
 
-/// Parses `250ms`, `5s`, `2m`, `1h`, or a bare number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}"))?;
-    let seconds = match unit {
-        "ms" => number / 1000.0,
-        "" | "s" => number,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration unit in {text:?}; use ms, s, m or h"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|err| format!("invalid duration {text:?}: {err}"))
-}
-
 async fn run(args: Args) -> anyhow::Result<()> {
     let mut builder = kinesis_emulator::Emulator::builder()
         .listen(args.listen)
@@ -163,15 +140,6 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("5d").is_err());
-        assert!(parse_duration("x").is_err());
-    }
 
     #[test]
     fn streams_parse_as_name_and_shards() {

@@ -593,12 +593,10 @@ fn new_lane(config: &Config, id: &str, now: Instant) -> Lane {
     }
 }
 
-/// Exponential backoff with equal jitter: half fixed, half random.
+/// The backoff before retry number `attempts` (1 for the first): the workspace's one
+/// formula, exponential with equal jitter.
 pub fn backoff(attempts: u32) -> Duration {
-    let exponent = attempts.saturating_sub(1).min(16);
-    let full = BACKOFF_BASE.saturating_mul(1 << exponent).min(BACKOFF_MAX);
-    let half = full / 2;
-    half + half.mul_f64(rand::random::<f64>())
+    kinesis_relay_api::backoff::delay(BACKOFF_BASE, BACKOFF_MAX, attempts.saturating_sub(1))
 }
 
 #[cfg(test)]
