@@ -9,8 +9,10 @@
 //! - [`service`]: the gRPC `Relay` service, health and reflection.
 //! - [`connections`]: the gRPC listener's connections: limits, deadlines, shutdown grace.
 //! - [`embedded`]: the in-process emulator and demo producer of `--embedded`.
+//! - [`launch`]: from parsed flags to a running relay (upstream discovery, `--embedded`).
 //!
-//! [`start`] wires them together; `main.rs` only parses flags and waits for a signal.
+//! [`start`] wires them together; [`launch::run`] starts what the flags describe;
+//! `main.rs` only parses flags, sets up logging and waits for a signal.
 
 pub mod config;
 pub mod connections;
@@ -18,6 +20,7 @@ pub mod embedded;
 pub mod health;
 pub mod hub;
 pub mod ingest;
+pub mod launch;
 pub mod log_budget;
 pub mod metrics;
 pub mod security;

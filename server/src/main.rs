@@ -2,11 +2,7 @@
 
 use std::process::ExitCode;
 
-use kinesis_relay::{
-    RelayConfig,
-    config::{Cli, LogFormat},
-    embedded,
-};
+use kinesis_relay::config::{Cli, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -26,64 +22,13 @@ async fn main() -> ExitCode {
             .with_env_filter(filter)
             .init(),
     }
-    match run(cli).await {
+    match kinesis_relay::launch::run(cli, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("kinesis-relay: {err:#}");
             ExitCode::FAILURE
         }
     }
-}
-
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    cli.validate()?;
-    let mut streams = cli.streams.clone();
-    if let (Some(upstream), true) = (cli.ingest().upstream, streams.is_empty()) {
-        streams = kinesis_relay::ingest::upstream_relay::list_streams(&upstream).await?;
-        if streams.is_empty() {
-            anyhow::bail!(
-                "the upstream relay {} serves no stream you may read",
-                upstream.url
-            );
-        }
-    }
-    let (client, embedded) = if cli.embedded {
-        if streams.is_empty() {
-            streams.push("demo".to_owned());
-        }
-        let running = embedded::start(
-            &streams,
-            cli.embedded_shards,
-            cli.embedded_retention(),
-            cli.demo_producer,
-        )
-        .await?;
-        (running.client.clone(), Some(running))
-    } else {
-        (
-            kinesis_relay::aws_client(cli.endpoint_url.as_deref(), cli.region.as_deref()).await,
-            None,
-        )
-    };
-    let config = RelayConfig {
-        streams,
-        listen: cli.listen,
-        ingest: cli.ingest(),
-        rings: cli.rings(),
-        serve: cli.serve(),
-        transport: cli.transport(),
-        security: cli.security(),
-        admin: cli.admin(),
-    };
-    tracing::info!(config = %cli.describe(), "resolved configuration");
-    let relay = kinesis_relay::start(config, client).await?;
-    let result = relay.run_until(shutdown_signal()).await;
-    if let Some(embedded) = embedded {
-        // Bounded like the relay's own shutdown: the process exits promptly whatever the
-        // emulator's connections do.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), embedded.stop()).await;
-    }
-    result
 }
 
 /// Resolves on SIGINT or SIGTERM.
