@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod launch;
 pub mod log_budget;
 pub mod metrics;
+pub mod reference;
 pub mod security;
 pub mod service;
 pub mod subscription;
