@@ -275,3 +275,51 @@ async fn protocol_rules_are_kept_for_what_libraries_will_not_send() {
     assert!(subscribed.headers.contains_key("grpc-accept-encoding"));
     relay.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_tonic_client_with_compression_on_both_ways_is_served() {
+    use tonic::codec::CompressionEncoding;
+    let emulator = fast_emulator()
+        .stream("compressed", 1)
+        .start()
+        .await
+        .unwrap();
+    let relay = start_relay(&emulator, fast_config(&["compressed"])).await;
+    wait_active(&relay).await;
+    for encoding in [CompressionEncoding::Gzip, CompressionEncoding::Zstd] {
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{}", relay.local_addr))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+        let mut client = v1::relay_client::RelayClient::new(channel)
+            .send_compressed(encoding)
+            .accept_compressed(encoding);
+        let described = client
+            .describe_stream(v1::DescribeStreamRequest {
+                stream: "compressed".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(described.get_ref().stream, "compressed");
+        let mut stream = client
+            .subscribe(v1::SubscribeRequest {
+                stream: "compressed".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let kinesis = kinesis_relay::embedded::client_for(&emulator.endpoint_url());
+        put(
+            &kinesis,
+            "compressed",
+            &numbered(&format!("{encoding:?}"), 3, 1),
+        )
+        .await;
+        let delivery = receive(&mut stream, 3).await;
+        assert_eq!(check_order(&delivery.records).len(), 3);
+    }
+    relay.shutdown().await.unwrap();
+}
