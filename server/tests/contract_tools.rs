@@ -208,3 +208,58 @@ async fn python_client_generated_from_the_proto_subscribes() {
     emulator.shutdown().await;
     let _ = std::fs::remove_dir_all(&generated);
 }
+
+#[tokio::test]
+async fn node_grpc_js_client_with_gzip_requests_subscribes() {
+    let modules = repo_root().join(".peers/node_modules");
+    let has_tools = modules.join("@grpc/grpc-js").is_dir()
+        && modules.join("@grpc/proto-loader").is_dir()
+        && Command::new("node")
+            .arg("--version")
+            .output()
+            .await
+            .is_ok_and(|out| out.status.success());
+    if !require_tool("node with @grpc/grpc-js (scripts/peers.sh)", has_tools) {
+        return;
+    }
+    let emulator = fast_emulator()
+        .stream("node-stream", 2)
+        .start()
+        .await
+        .unwrap();
+    let relay = start_relay(&emulator, fast_config(&["node-stream"])).await;
+    wait_active(&relay).await;
+    let kinesis = kinesis_relay::embedded::client_for(&emulator.endpoint_url());
+    put(&kinesis, "node-stream", &numbered("from-node", 5, 5)).await;
+
+    let output = tokio::time::timeout(
+        DEADLINE + Duration::from_secs(10),
+        Command::new("node")
+            .arg(repo_root().join("server/tests/node/relay_client.js"))
+            .arg(repo_root().join("proto"))
+            .arg(relay.local_addr.to_string())
+            .arg("node-stream")
+            .arg("5")
+            .env("NODE_PATH", &modules)
+            .output(),
+    )
+    .await
+    .expect("node client finishes")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "node client failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(r#"{"streams":["node-stream"]}"#),
+        "{stdout}"
+    );
+    assert!(stdout.contains(r#"{"shards":2}"#), "{stdout}");
+    for i in 0..5 {
+        assert!(stdout.contains(&format!("from-node-{i}")), "{stdout}");
+    }
+    relay.shutdown().await.unwrap();
+    emulator.shutdown().await;
+}
