@@ -1,13 +1,15 @@
 //! The gRPC side: the `Relay` service, health and reflection on one listener.
 //!
 //! # Layout
-//! - `relay.rs`: request handling and each subscriber's response stream.
+//! - `relay.rs`: request handling.
+//! - `feed.rs`: each subscriber's response stream.
 //! - `validate.rs`: request field checks.
 //! - `encode.rs`: response bytes from pre-encoded records.
 //! - `subscribe_call.rs`: Subscribe over HTTP/2, writing those bytes as they are.
 //! - `request.rs`: request messages: size limit, compression, one message for Subscribe.
 
 pub mod encode;
+mod feed;
 pub mod relay;
 pub mod request;
 pub mod subscribe_call;

@@ -4,7 +4,7 @@ use std::{
     collections::{BTreeMap, VecDeque},
     net::SocketAddr,
     pin::Pin,
-    sync::{Arc, atomic::Ordering},
+    sync::Arc,
     time::Duration,
 };
 
@@ -12,22 +12,24 @@ use futures::Stream;
 use kinesis_relay_api::v1;
 use tokio::{
     sync::watch,
-    time::{Instant, Sleep, sleep_until},
+    time::{Instant, sleep_until},
 };
 use tokio_stream::StreamExt;
 use tonic::{Code, Request, Response, Status};
-use tracing::{debug, info};
+use tracing::info;
 
-use kinesis_relay_api::resume::with_cursor;
-
-use super::{encode::EncodedResponse, validate};
+use super::{
+    encode::EncodedResponse,
+    feed::{Feed, Log},
+    validate,
+};
 use crate::{
-    connections::{ConnectionFate, limits::CloseReason},
-    hub::{StreamHub, SubscriberGuard, ends::SubscriberEnd},
+    connections::ConnectionFate,
+    hub::StreamHub,
     log_budget::LogBudget,
     security::{
         auth::{Authorizer, Principal},
-        limits::{Admission, SubscriberLimits, Ticket},
+        limits::{Admission, SubscriberLimits},
     },
     subscription::{LagPolicy, OpenError, Subscription, oldest_cursor, timestamp},
 };
@@ -241,199 +243,6 @@ impl RelayService {
             let item = feed.next().await?;
             Some((item, feed))
         })))
-    }
-}
-
-/// One subscription's source of responses.
-struct Feed {
-    hub: Arc<StreamHub>,
-    /// Holds the subscriber's place in the limits until the stream is dropped.
-    _ticket: Ticket,
-    /// Counts the subscriber in the hub until the stream is dropped.
-    _guard: SubscriberGuard,
-    subscription: Subscription,
-    /// Ticks whenever the hub changes.
-    changes: watch::Receiver<u64>,
-    /// Responses read from the ring, not yet handed to the transport.
-    pending: VecDeque<EncodedResponse>,
-    /// Where a read of the ring puts its responses (kept to reuse its allocation).
-    read: Vec<EncodedResponse>,
-    heartbeat_interval: Duration,
-    /// Fires at the earliest time a heartbeat may be due. Moved only when it fires, not at
-    /// every response: arming a timer per wait cost more than the rare early wake-up.
-    heartbeat: Pin<Box<Sleep>>,
-    last_sent: Instant,
-    shutdown: watch::Receiver<bool>,
-    /// Set once the stream has ended with a status.
-    done: bool,
-    /// A response was just handed over; see [`Feed::next`].
-    just_sent: bool,
-    /// When the call's `grpc-timeout` passes.
-    deadline: Option<Instant>,
-    /// Fires at `deadline`, while the subscriber waits for records.
-    deadline_timer: Option<Pin<Box<Sleep>>>,
-    /// Who it is, and why it ended, for the log line and counter at its end.
-    log: Log,
-}
-
-/// What the line logged at a subscriber's end says.
-struct Log {
-    peer: Option<SocketAddr>,
-    principal: String,
-    started: Instant,
-    /// How the connection ended, read when the client went away without a status.
-    fate: Option<ConnectionFate>,
-    /// Set when the relay ended the call with a status.
-    end: Option<SubscriberEnd>,
-    budget: Arc<LogBudget>,
-}
-
-impl Drop for Feed {
-    fn drop(&mut self) {
-        let log = &self.log;
-        let end = log
-            .end
-            .unwrap_or_else(|| match log.fate.as_ref().and_then(|f| f.reason()) {
-                Some(CloseReason::Keepalive) => SubscriberEnd::Keepalive,
-                Some(CloseReason::Shutdown | CloseReason::ShutdownGrace) => SubscriberEnd::Shutdown,
-                _ => SubscriberEnd::ClientCancel,
-            });
-        self.hub.counters.subscriber_ends.count(end);
-        if let Some(left_out) = log.budget.admit() {
-            info!(
-                stream = self.hub.name(),
-                peer = ?log.peer,
-                principal = %log.principal,
-                reason = end.as_str(),
-                duration_ms = log.started.elapsed().as_millis() as u64,
-                similar_lines_left_out = left_out,
-                "subscriber ended"
-            );
-        }
-    }
-}
-
-impl Feed {
-    /// The next response, or the status that ends the stream: the client lagged under
-    /// DISCONNECT or the relay shuts down. `None` after that.
-    async fn next(&mut self) -> Option<Result<EncodedResponse, Status>> {
-        if self.done {
-            return None;
-        }
-        loop {
-            if *self.shutdown.borrow() {
-                return Some(Err(self.shutdown_status()));
-            }
-            if self.deadline.is_some_and(|at| Instant::now() >= at) {
-                return Some(Err(self.deadline_status()));
-            }
-            if let Some(response) = self.pending.pop_front() {
-                let counters = &self.hub.counters;
-                counters
-                    .records_out
-                    .fetch_add(response.records as u64, Ordering::Relaxed);
-                counters
-                    .bytes_out
-                    .fetch_add(response.len() as u64, Ordering::Relaxed);
-                self.last_sent = Instant::now();
-                if let Some(oldest) = response.oldest {
-                    counters.delivery_delay.observe(
-                        self.last_sent.into_std().saturating_duration_since(oldest),
-                        response.records as u64,
-                    );
-                }
-                self.just_sent = true;
-                return Some(Ok(response));
-            }
-            // hyper asks for the next response as soon as it has queued the last one, long
-            // before that one is written. Letting the connections write first means that
-            // what arrives meanwhile joins this subscriber's next batch: fewer, larger
-            // writes under load, and no delay when there is nothing else to run.
-            if std::mem::take(&mut self.just_sent) {
-                tokio::task::yield_now().await;
-                continue;
-            }
-            // Mark the version seen before reading, so that an append after the read wakes
-            // the wait below.
-            self.changes.borrow_and_update();
-            match self.subscription.poll(&self.hub, &mut self.read) {
-                Err(lagged) => {
-                    self.hub
-                        .counters
-                        .lag_disconnects
-                        .fetch_add(1, Ordering::Relaxed);
-                    debug!(stream = self.hub.name(), shard = %lagged.shard, "subscriber too slow, disconnecting");
-                    self.done = true;
-                    self.log.end = Some(SubscriberEnd::LagPolicy);
-                    return Some(Err(with_cursor(
-                        Code::ResourceExhausted,
-                        format!(
-                            "this subscriber read too slowly and fell behind the oldest record the relay holds in shard {}; resume with the cursor in the status details (trailer kinesis-relay-cursor), read faster, or subscribe with on_lag LAG_POLICY_SKIP",
-                            lagged.shard
-                        ),
-                        &lagged.cursor,
-                    )));
-                }
-                Ok(progressed) => {
-                    self.pending.extend(self.read.drain(..));
-                    if progressed || !self.pending.is_empty() {
-                        continue;
-                    }
-                }
-            }
-            let deadline_timer = &mut self.deadline_timer;
-            tokio::select! {
-                changed = self.changes.changed() => if changed.is_err() { return None },
-                () = async {
-                    match deadline_timer {
-                        Some(timer) => timer.as_mut().await,
-                        None => std::future::pending().await,
-                    }
-                } => return Some(Err(self.deadline_status())),
-                () = &mut self.heartbeat => {
-                    let due = self.last_sent + self.heartbeat_interval;
-                    let now = Instant::now();
-                    if now < due {
-                        self.heartbeat.as_mut().reset(due);
-                        continue;
-                    }
-                    self.heartbeat.as_mut().reset(now + self.heartbeat_interval);
-                    self.last_sent = now;
-                    return Some(Ok(self.subscription.heartbeat(&self.hub)));
-                }
-                // Also when the shutdown sender is gone: the relay is going away either way.
-                _ = crate::stopped(&mut self.shutdown) => return Some(Err(self.shutdown_status())),
-            }
-        }
-    }
-
-    /// Ends the stream: the relay shuts down.
-    fn shutdown_status(&mut self) -> Status {
-        self.end_with(
-            SubscriberEnd::Shutdown,
-            Code::Unavailable,
-            "the relay is shutting down; resume on another relay (or this one when it is back)",
-        )
-    }
-
-    /// Ends the stream: the call's deadline passed.
-    fn deadline_status(&mut self) -> Status {
-        self.end_with(
-            SubscriberEnd::Deadline,
-            Code::DeadlineExceeded,
-            "the call's deadline (grpc-timeout) passed; resume",
-        )
-    }
-
-    /// Marks the stream ended for `end` and builds its status, which carries the cursor.
-    fn end_with(&mut self, end: SubscriberEnd, code: Code, what: &str) -> Status {
-        self.done = true;
-        self.log.end = Some(end);
-        with_cursor(
-            code,
-            format!("{what} with the cursor in the status details (trailer kinesis-relay-cursor)"),
-            &self.subscription.encoded_cursor(),
-        )
     }
 }
 
