@@ -13,7 +13,7 @@ pub fn flags_markdown() -> String {
     let host_default = crate::ingest::default_consumer_name();
     let mut out = String::from(
         "# kinesis-relay flags\n\n\
-         Generated from the clap definitions in `server/src/config.rs` by \
+         Generated from the clap definitions in `server/src/config/` by \
          `server/tests/reference.rs` (`KINESIS_RELAY_UPDATE_REFERENCE=1 cargo test -p \
          kinesis-relay --test reference` writes it again); do not edit by hand. Every flag \
          can also be set by its environment variable or, by its long name, in the \
