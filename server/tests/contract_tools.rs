@@ -175,34 +175,21 @@ async fn python_client_generated_from_the_proto_subscribes() {
 
     // Once plain, once with every request compressed with gzip.
     for compression in ["none", "gzip"] {
-        let output = tokio::time::timeout(
-            DEADLINE + Duration::from_secs(10),
-            Command::new("python3")
-                .arg(repo_root().join("server/tests/python/relay_client.py"))
-                .arg(&generated)
-                .arg(relay.local_addr.to_string())
-                .arg("python-stream")
-                .arg("5")
-                .arg(compression)
-                .output(),
-        )
-        .await
-        .expect("python client finishes")
-        .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "python client ({compression}) failed: {stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let mut python = Command::new("python3");
+        python
+            .arg(repo_root().join("server/tests/python/relay_client.py"))
+            .arg(&generated)
+            .arg(relay.local_addr.to_string())
+            .arg("python-stream")
+            .arg("5")
+            .arg(compression);
+        let stdout = run_client(python, &format!("python client ({compression})")).await;
         assert!(
             stdout.contains(r#""streams": ["python-stream"]"#),
             "{stdout}"
         );
         assert!(stdout.contains(r#""shards": 2"#), "{stdout}");
-        for i in 0..5 {
-            assert!(stdout.contains(&format!("from-python-{i}")), "{stdout}");
-        }
+        expect_records(&stdout, "from-python", 5);
     }
     relay.shutdown().await.unwrap();
     emulator.shutdown().await;
@@ -232,34 +219,42 @@ async fn node_grpc_js_client_with_gzip_requests_subscribes() {
     let kinesis = kinesis_relay::embedded::client_for(&emulator.endpoint_url());
     put(&kinesis, "node-stream", &numbered("from-node", 5, 5)).await;
 
-    let output = tokio::time::timeout(
-        DEADLINE + Duration::from_secs(10),
-        Command::new("node")
-            .arg(repo_root().join("server/tests/node/relay_client.js"))
-            .arg(repo_root().join("proto"))
-            .arg(relay.local_addr.to_string())
-            .arg("node-stream")
-            .arg("5")
-            .env("NODE_PATH", &modules)
-            .output(),
-    )
-    .await
-    .expect("node client finishes")
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "node client failed: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut node = Command::new("node");
+    node.arg(repo_root().join("server/tests/node/relay_client.js"))
+        .arg(repo_root().join("proto"))
+        .arg(relay.local_addr.to_string())
+        .arg("node-stream")
+        .arg("5")
+        .env("NODE_PATH", &modules);
+    let stdout = run_client(node, "node client").await;
     assert!(
         stdout.contains(r#"{"streams":["node-stream"]}"#),
         "{stdout}"
     );
     assert!(stdout.contains(r#"{"shards":2}"#), "{stdout}");
-    for i in 0..5 {
-        assert!(stdout.contains(&format!("from-node-{i}")), "{stdout}");
-    }
+    expect_records(&stdout, "from-node", 5);
     relay.shutdown().await.unwrap();
     emulator.shutdown().await;
+}
+
+/// Runs a client program of another language to its end; its standard output.
+async fn run_client(mut command: Command, what: &str) -> String {
+    let output = tokio::time::timeout(DEADLINE + Duration::from_secs(10), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} finishes"))
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what} failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// Asserts that `stdout` holds the records `prefix-0` to `prefix-{count - 1}`.
+fn expect_records(stdout: &str, prefix: &str, count: usize) {
+    for i in 0..count {
+        assert!(stdout.contains(&format!("{prefix}-{i}")), "{stdout}");
+    }
 }
