@@ -329,9 +329,8 @@ pub async fn serve(
     let registry = Arc::new(registry);
     info!(addr = %listener.local_addr()?, "metrics listening");
     let mut acceptor = Acceptor::new(listener, "metrics", Arc::new(ConnectionStats::default()));
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
-    // The connections' tasks: reaped as they end, aborted at shutdown (a scrape is not worth
-    // waiting for).
+    // The connections' tasks: reaped as they end (so the set counts the open ones), aborted
+    // at shutdown (a scrape is not worth waiting for).
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, peer): (_, SocketAddr) = tokio::select! {
@@ -342,14 +341,14 @@ pub async fn serve(
                 return Ok(());
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        while connections.try_join_next().is_some() {}
+        if connections.len() >= MAX_ADMIN_CONNECTIONS {
             debug!(%peer, "admin connection refused: {MAX_ADMIN_CONNECTIONS} already open");
             continue;
-        };
+        }
         let registry = registry.clone();
         let ready = ready.clone();
         connections.spawn(async move {
-            let _permit = permit;
             let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                 let registry = registry.clone();
                 let ready = *ready.borrow();

@@ -123,15 +123,9 @@ const RESOURCE_EXHAUSTED: i32 = 8;
 
 #[tokio::test]
 async fn protocol_rules_are_kept_for_what_libraries_will_not_send() {
-    let emulator = fast_emulator()
-        .stream("conformance", 1)
-        .start()
-        .await
-        .unwrap();
     let mut config = fast_config(&["conformance"]);
     config.transport.max_request_bytes = 1024;
-    let relay = start_relay(&emulator, config).await;
-    wait_active(&relay).await;
+    let (_emulator, relay) = relay_on_one_shard("conformance", config).await;
     let mut client = h2_client(relay.local_addr).await;
     let describe = v1::DescribeStreamRequest {
         stream: "conformance".into(),
@@ -279,13 +273,7 @@ async fn protocol_rules_are_kept_for_what_libraries_will_not_send() {
 #[tokio::test]
 async fn a_tonic_client_with_compression_on_both_ways_is_served() {
     use tonic::codec::CompressionEncoding;
-    let emulator = fast_emulator()
-        .stream("compressed", 1)
-        .start()
-        .await
-        .unwrap();
-    let relay = start_relay(&emulator, fast_config(&["compressed"])).await;
-    wait_active(&relay).await;
+    let (emulator, relay) = relay_on_one_shard("compressed", fast_config(&["compressed"])).await;
     for encoding in [CompressionEncoding::Gzip, CompressionEncoding::Zstd] {
         let channel =
             tonic::transport::Endpoint::from_shared(format!("http://{}", relay.local_addr))

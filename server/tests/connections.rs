@@ -39,15 +39,9 @@ async fn until_closed(stream: &mut TcpStream) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connections_are_closed_while_a_subscriber_keeps_receiving() {
-    let emulator = fast_emulator()
-        .stream("conn-silent", 1)
-        .start()
-        .await
-        .unwrap();
     let mut config = fast_config(&["conn-silent"]);
     config.transport.setup_timeout = Duration::from_secs(2);
-    let relay = start_relay(&emulator, config).await;
-    wait_active(&relay).await;
+    let (emulator, relay) = relay_on_one_shard("conn-silent", config).await;
     let kinesis = client_for(&emulator.endpoint_url());
     let mut client = connect(relay.local_addr).await;
     let mut records = subscribe(
@@ -99,13 +93,8 @@ async fn silent_connections_are_closed_while_a_subscriber_keeps_receiving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_metadata_fails_only_its_own_call() {
-    let emulator = fast_emulator()
-        .stream("conn-metadata", 1)
-        .start()
-        .await
-        .unwrap();
-    let relay = start_relay(&emulator, fast_config(&["conn-metadata"])).await;
-    wait_active(&relay).await;
+    let (emulator, relay) =
+        relay_on_one_shard("conn-metadata", fast_config(&["conn-metadata"])).await;
     let kinesis = client_for(&emulator.endpoint_url());
     // One channel: one HTTP/2 connection carries the subscription and the large calls.
     let channel = Endpoint::from_shared(format!("http://{}", relay.local_addr))
@@ -160,13 +149,7 @@ async fn oversized_metadata_fails_only_its_own_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriber_ends_are_counted_by_reason() {
-    let emulator = fast_emulator()
-        .stream("conn-ends", 1)
-        .start()
-        .await
-        .unwrap();
-    let relay = start_relay(&emulator, fast_config(&["conn-ends"])).await;
-    wait_active(&relay).await;
+    let (_emulator, relay) = relay_on_one_shard("conn-ends", fast_config(&["conn-ends"])).await;
     let hub = relay.hubs[0].clone();
     let ends = |reason| hub.counters.subscriber_ends.get(reason);
     use kinesis_relay::hub::ends::SubscriberEnd;

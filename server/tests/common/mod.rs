@@ -74,6 +74,15 @@ pub async fn start_relay(emulator: &Emulator, config: RelayConfig) -> RunningRel
         .expect("relay starts")
 }
 
+/// An emulator holding `stream` (one shard) and a relay on it with `config`, reading
+/// every shard.
+pub async fn relay_on_one_shard(stream: &str, config: RelayConfig) -> (Emulator, RunningRelay) {
+    let emulator = fast_emulator().stream(stream, 1).start().await.unwrap();
+    let relay = start_relay(&emulator, config).await;
+    wait_active(&relay).await;
+    (emulator, relay)
+}
+
 /// A gRPC client of the relay.
 pub async fn connect(addr: SocketAddr) -> RelayClient<Channel> {
     RelayClient::connect(format!("http://{addr}"))
