@@ -28,6 +28,9 @@ const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
 const REQUEST_BODY_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a client may take to finish the TLS handshake.
 const TLS_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+/// How long connections may take at shutdown to finish the responses in flight; within the
+/// 10 s that [`crate::Emulator::shutdown`] waits.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How often retention trims idle shards (writes trim their own shard as well).
 const RETENTION_SWEEP: Duration = Duration::from_secs(1);
 
@@ -129,22 +132,41 @@ where
     loop {
         tokio::select! {
             result = connection.as_mut() => {
-                if let Err(err) = result {
-                    tracing::debug!(cause = %err, "connection ended with an error");
-                }
-                break;
+                log_end(result);
+                return;
             }
             _ = shutdown.wait_for(|stop| *stop) => break,
             dropped = drops.recv(), if drops_open => match dropped {
+                // A lagged receiver missed drop requests, so at least one is due: dropping
+                // is what was asked for either way.
                 Ok(()) | Err(RecvError::Lagged(_)) => {
                     if state.carries_subscription() {
+                        // Deliberately abrupt: the fault imitates a broken connection, so an
+                        // HTTP/1.1 body is cut without its last chunk.
                         tracing::debug!("dropping a subscription connection (fault injection)");
-                        break;
+                        return;
                     }
                 }
                 Err(RecvError::Closed) => drops_open = false,
             },
         }
+    }
+    // Shutdown. Dropping the connection here would cut the responses in flight: a
+    // SubscribeToShard body over HTTP/1.1 would end without its terminating chunk, which
+    // clients report as "unexpected EOF during chunk size line". Subscriptions end their
+    // event streams on the same signal, so let hyper finish them (last chunk, or END_STREAM
+    // and GOAWAY on HTTP/2) and close idle keep-alive connections; cut only what is still
+    // running after the grace period.
+    connection.as_mut().graceful_shutdown();
+    match tokio::time::timeout(SHUTDOWN_GRACE, connection).await {
+        Ok(result) => log_end(result),
+        Err(_) => tracing::debug!("connection still busy at shutdown; closing it"),
+    }
+}
+
+fn log_end<E: std::fmt::Display>(result: Result<(), E>) {
+    if let Err(err) = result {
+        tracing::debug!(cause = %err, "connection ended with an error");
     }
 }
 
