@@ -20,6 +20,9 @@ pub struct Settings {
     pub limits: bool,
     /// How long records are kept (AWS default: 24 h).
     pub retention: Duration,
+    /// How long a shard iterator stays valid; GetRecords with an older one answers
+    /// ExpiredIteratorException (AWS: 5 minutes). Tests shorten it to reach expiry.
+    pub iterator_lifetime: Duration,
 }
 
 /// The longest duration any setting may take (ten years); longer ones are cut to it, so
@@ -37,6 +40,7 @@ impl Settings {
             &mut self.takeover_window,
             &mut self.push_delay,
             &mut self.retention,
+            &mut self.iterator_lifetime,
         ] {
             *duration = (*duration).min(MAX_SETTING);
         }
@@ -56,6 +60,7 @@ impl Default for Settings {
             push_delay: Duration::ZERO,
             limits: true,
             retention: Duration::from_secs(24 * 3600),
+            iterator_lifetime: Duration::from_secs(300),
         }
     }
 }

@@ -6,6 +6,9 @@
 //! - `{"action": "set_latency", "millis": 200}`
 //! - `{"action": "deregister_consumer", "stream": "demo", "consumer": "name-or-arn"}`
 //! - `{"action": "silence_subscriptions", "silent": true}`
+//! - `{"action": "age_records", "stream": "demo", "seconds": 90000}`: moves the arrival time of
+//!   every record stored in the stream that many seconds back, then applies retention at
+//!   once (records older than the retention period are dropped); 404 for an unknown stream.
 //!
 //! `GET /_emulator/health` answers `{"status": "ok"}`.
 
@@ -17,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::emulator::Shared;
+use crate::error::KinesisError;
 use crate::handle::EmulatorHandle;
 use crate::protocol::{self, Body};
 use crate::subscriptions::EndMode;
@@ -46,6 +50,10 @@ enum FaultRequest {
     SilenceSubscriptions {
         silent: bool,
     },
+    AgeRecords {
+        stream: String,
+        seconds: u64,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +77,13 @@ fn bad_request(message: String) -> Response<Body> {
     reply(
         StatusCode::BAD_REQUEST,
         serde_json::json!({ "error": message }),
+    )
+}
+
+fn not_found(err: &KinesisError) -> Response<Body> {
+    reply(
+        StatusCode::NOT_FOUND,
+        serde_json::json!({ "error": err.to_string() }),
     )
 }
 
@@ -112,13 +127,15 @@ fn apply(handle: EmulatorHandle, fault: FaultRequest) -> Response<Body> {
         FaultRequest::SetLatency { millis } => handle.set_latency(Duration::from_millis(millis)),
         FaultRequest::DeregisterConsumer { stream, consumer } => {
             if let Err(err) = handle.deregister_consumer(&consumer, &stream) {
-                return reply(
-                    StatusCode::NOT_FOUND,
-                    serde_json::json!({ "error": err.to_string() }),
-                );
+                return not_found(&err);
             }
         }
         FaultRequest::SilenceSubscriptions { silent } => handle.silence_subscriptions(silent),
+        FaultRequest::AgeRecords { stream, seconds } => {
+            if let Err(err) = handle.age_records(&stream, Duration::from_secs(seconds)) {
+                return not_found(&err);
+            }
+        }
     }
     reply(StatusCode::OK, serde_json::json!({ "ok": true }))
 }

@@ -161,6 +161,13 @@ impl EmulatorBuilder {
         self
     }
 
+    /// How long a shard iterator stays valid (default 5 minutes, as AWS); GetRecords with
+    /// an older one answers ExpiredIteratorException.
+    pub fn iterator_lifetime(mut self, lifetime: Duration) -> Self {
+        self.settings.iterator_lifetime = lifetime;
+        self
+    }
+
     /// Serves HTTPS with a self-signed certificate (ALPN `h2` and `http/1.1`) instead of
     /// plain HTTP/1.1 and h2c.
     pub fn tls(mut self, on: bool) -> Self {

@@ -91,6 +91,15 @@ impl EmulatorHandle {
         self.shared.faults.http2_requests()
     }
 
+    /// Moves the arrival time of every record stored in `stream` back by `by`, so that
+    /// ApproximateArrivalTimestamp reports the older time, then applies retention at once:
+    /// records whose arrival plus the retention period is before now are dropped. Records
+    /// written afterwards arrive at the current time. For testing retention and
+    /// AT_TIMESTAMP without waiting.
+    pub fn age_records(&self, stream: &str, by: Duration) -> Result<(), KinesisError> {
+        self.shared.store.age_records(stream, by)
+    }
+
     /// The number of records currently stored in a stream (after retention trimming).
     pub fn stored_records(&self, stream: &str) -> Result<usize, KinesisError> {
         let inner = self.shared.store.lock();

@@ -21,10 +21,13 @@
 //! - `tls.rs`: the self-signed certificate and ALPN.
 //! - `protocol.rs`: AWS JSON 1.1 bodies, error shapes, ARNs, timestamps.
 //! - `eventstream.rs`: event-stream frames of `SubscribeToShard`.
-//! - `state.rs`: streams, shards, records, reads and writes; `resharding.rs`: split, merge,
+//! - `state.rs`: streams, shards and records behind one lock; `keyspace.rs`: hash key ranges
+//!   and the MD5 of partition keys; `writing.rs`: writes; `reading.rs`: starting positions
+//!   and reads; `retention.rs`: trimming and ageing records; `resharding.rs`: split, merge,
 //!   update shard count; `consumers.rs`: EFO consumers; `sequence.rs`: sequence numbers.
 //! - `subscriptions.rs`: the one-subscription-per-consumer-and-shard rule and takeover.
-//! - `limits.rs`: per-shard throughput limits; `faults.rs`: injected faults.
+//! - `limits.rs`: per-shard write and EFO limits; `read_limits.rs`: GetRecords' per-shard
+//!   limits; `faults.rs`: injected faults.
 //! - `ops/`: one module per group of operations; `ops/subscribe.rs` pumps the events.
 
 mod config;
@@ -37,15 +40,20 @@ mod faults;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handle;
+mod keyspace;
 mod limits;
 mod ops;
 mod protocol;
+mod read_limits;
+mod reading;
 mod resharding;
+mod retention;
 mod sequence;
 mod server;
 mod state;
 mod subscriptions;
 mod tls;
+mod writing;
 
 pub use config::Settings;
 pub use emulator::{Emulator, EmulatorBuilder};

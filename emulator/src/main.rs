@@ -58,8 +58,13 @@ struct Args {
     #[arg(long, env = "KINESIS_EMULATOR_RETENTION", default_value = "24h", value_parser = parse_duration)]
     retention: Duration,
 
-    /// Turn off the per-shard throughput limits (1 MiB/s and 1000 records/s writes,
-    /// 2 MiB/s enhanced fan-out reads).
+    /// How long a shard iterator stays valid; GetRecords with an older one answers
+    /// ExpiredIteratorException (AWS: 5m).
+    #[arg(long, env = "KINESIS_EMULATOR_ITERATOR_LIFETIME", default_value = "5m", value_parser = parse_duration)]
+    iterator_lifetime: Duration,
+
+    /// Turn off the per-shard throughput limits (1 MiB/s and 1000 records/s writes;
+    /// GetRecords 5 calls/s and 2 MiB/s; 2 MiB/s enhanced fan-out reads).
     #[arg(long, env = "KINESIS_EMULATOR_NO_LIMITS")]
     no_limits: bool,
 
@@ -95,6 +100,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .takeover_window(args.takeover_window)
         .push_delay(args.push_delay)
         .retention(args.retention)
+        .iterator_lifetime(args.iterator_lifetime)
         .limits(!args.no_limits)
         .tls(args.tls);
     for (name, shards) in &args.create_streams {

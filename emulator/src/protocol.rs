@@ -131,6 +131,12 @@ pub(crate) fn epoch_seconds(time: SystemTime) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// `time` cut to whole milliseconds since the epoch, the precision of AWS timestamps.
+pub(crate) fn whole_millis(time: SystemTime) -> SystemTime {
+    let millis = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
+}
+
 /// A timestamp from a request: epoch seconds as a number, or RFC 3339 text.
 pub(crate) fn parse_timestamp(value: &serde_json::Value) -> Result<SystemTime, KinesisError> {
     let invalid = || KinesisError::InvalidArgument(format!("invalid timestamp {value}"));
@@ -140,7 +146,11 @@ pub(crate) fn parse_timestamp(value: &serde_json::Value) -> Result<SystemTime, K
             if !secs.is_finite() || !(0.0..=1e12).contains(&secs) {
                 return Err(invalid());
             }
-            Ok(UNIX_EPOCH + Duration::from_secs_f64(secs))
+            // An f64 holds today's epoch seconds only to about 0.2 µs: rounding to whole
+            // microseconds gives back exactly the milliseconds a client sent (e.g. an
+            // ApproximateArrivalTimestamp), where the raw value may land just past it.
+            let micros = (secs * 1e6).round() as u64;
+            Ok(UNIX_EPOCH + Duration::from_micros(micros))
         }
         serde_json::Value::String(text) => {
             if let Ok(secs) = text.parse::<f64>() {
@@ -174,6 +184,11 @@ mod tests {
     fn timestamps_parse_as_numbers_or_text() {
         let t = parse_timestamp(&serde_json::json!(1_700_000_000.5)).unwrap();
         assert_eq!(epoch_seconds(t), 1_700_000_000.5);
+        let millis = parse_timestamp(&serde_json::json!(1_700_000_000.123)).unwrap();
+        assert_eq!(
+            millis.duration_since(UNIX_EPOCH).unwrap(),
+            Duration::from_millis(1_700_000_000_123)
+        );
         assert!(parse_timestamp(&serde_json::json!("2024-01-01T00:00:00Z")).is_ok());
         assert!(parse_timestamp(&serde_json::json!(-1)).is_err());
         assert!(parse_timestamp(&serde_json::json!([])).is_err());

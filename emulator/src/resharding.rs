@@ -1,7 +1,8 @@
 //! SplitShard, MergeShards and UpdateShardCount: closing shards and creating their children.
 
 use crate::error::KinesisError;
-use crate::state::{FULL_RANGE, HashKeyRange, Store};
+use crate::keyspace::{FULL_RANGE, HashKeyRange};
+use crate::state::Store;
 
 impl Store {
     /// Closes `shard_id` and creates two children split at `new_starting_hash_key`.

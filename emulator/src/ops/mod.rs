@@ -12,9 +12,9 @@ use std::sync::Arc;
 use crate::emulator::Shared;
 use crate::error::KinesisError;
 use crate::protocol::{self, Body, parse_input};
+use crate::reading::StartingPosition;
 use crate::sequence::SequenceNumber;
 use crate::server::ConnectionState;
-use crate::state::StartingPosition;
 
 /// Runs the operation `name` on a JSON request body.
 pub(crate) fn call(

@@ -15,11 +15,10 @@ use crate::emulator::Shared;
 use crate::error::KinesisError;
 use crate::limits::{PUT_RECORDS_MAX_BYTES, PUT_RECORDS_MAX_ENTRIES, RECORD_MAX_BYTES};
 use crate::protocol::{self, Body};
+use crate::reading::Position;
 use crate::sequence::SequenceNumber;
-use crate::state::{NewRecord, Position, PutOutcome};
+use crate::writing::{NewRecord, PutOutcome};
 
-/// Shard iterators expire after five minutes, as on AWS.
-const ITERATOR_LIFETIME: Duration = Duration::from_secs(300);
 /// The most records and bytes one GetRecords returns, as on AWS.
 const GET_RECORDS_MAX_RECORDS: usize = 10_000;
 const GET_RECORDS_MAX_BYTES: usize = 10 * 1024 * 1024;
@@ -129,6 +128,7 @@ fn decode_entry(entry: PutEntry) -> Result<(NewRecord, usize), KinesisError> {
     ))
 }
 
+/// AWS's message for a throttled write (GetRecords has its own, in `read_limits.rs`).
 fn throttled_message(shard_id: &str, stream: &str) -> String {
     format!("Rate exceeded for shard {shard_id} in stream {stream} under account 000000000000.")
 }
@@ -274,6 +274,16 @@ pub(crate) fn get_shard_iterator(
     Ok(json!({ "ShardIterator": iterator.encode() }))
 }
 
+/// "5 minutes" as AWS says it for the default; other lifetimes as a plain duration.
+fn describe_lifetime(lifetime: Duration) -> String {
+    match lifetime.as_secs() {
+        secs if secs >= 60 && secs % 60 == 0 && lifetime.subsec_nanos() == 0 => {
+            format!("{} minutes", secs / 60)
+        }
+        _ => format!("{lifetime:?}"),
+    }
+}
+
 pub(crate) fn get_records(
     shared: &Arc<Shared>,
     input: GetRecordsInput,
@@ -285,12 +295,14 @@ pub(crate) fn get_records(
         )));
     }
     let iterator = Iterator::decode(&input.iterator)?;
-    if now_millis().saturating_sub(iterator.issued_millis) > ITERATOR_LIFETIME.as_millis() {
-        return Err(KinesisError::ExpiredIterator(
-            "Iterator expired. The iterator was created more than 5 minutes ago.".into(),
-        ));
+    let lifetime = shared.settings.iterator_lifetime;
+    if now_millis().saturating_sub(iterator.issued_millis) > lifetime.as_millis() {
+        return Err(KinesisError::ExpiredIterator(format!(
+            "Iterator expired. The iterator was created more than {} ago.",
+            describe_lifetime(lifetime)
+        )));
     }
-    let batch = shared.store.read(
+    let batch = shared.store.get_records(
         &iterator.stream,
         &iterator.shard_id,
         iterator.position,

@@ -18,8 +18,8 @@ use crate::error::KinesisError;
 use crate::eventstream;
 use crate::limits::{EFO_READ_BYTES_PER_SEC, TokenBucket};
 use crate::protocol::{self, Body, BoxError};
+use crate::reading::{Position, ReadBatch};
 use crate::server::ConnectionState;
-use crate::state::{Position, ReadBatch};
 use crate::subscriptions::{Claim, EndMode, EndReason};
 
 /// Frames buffered between the pump and the connection; the pump waits when it is full.
