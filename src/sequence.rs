@@ -32,6 +32,25 @@ impl SequenceNumber {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The number one below, or `None` for zero: "just before this record" as a position
+    /// (Kinesis sequence numbers are not consecutive, so nothing lies between the two).
+    pub fn predecessor(&self) -> Option<Self> {
+        let mut digits = self.0.as_bytes().to_vec();
+        if digits == b"0" {
+            return None;
+        }
+        for digit in digits.iter_mut().rev() {
+            if *digit == b'0' {
+                *digit = b'9';
+            } else {
+                *digit -= 1;
+                break;
+            }
+        }
+        let text = String::from_utf8(digits).expect("ASCII digits");
+        text.parse().ok()
+    }
 }
 
 impl FromStr for SequenceNumber {
@@ -90,6 +109,18 @@ mod tests {
 
     fn seq(s: &str) -> SequenceNumber {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn predecessor_borrows_across_digits() {
+        assert_eq!(seq("1000").predecessor(), Some(seq("999")));
+        assert_eq!(seq("1").predecessor(), Some(seq("0")));
+        assert_eq!(seq("0").predecessor(), None);
+        let long = "49590338271490256608559692538361571095921575989136588800";
+        assert_eq!(
+            seq(long).predecessor().unwrap().as_str(),
+            "49590338271490256608559692538361571095921575989136588799"
+        );
     }
 
     #[test]

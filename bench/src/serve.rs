@@ -61,6 +61,7 @@ pub async fn relay(endpoint: &str, ring_bytes: u64, limits: Limits) -> anyhow::R
             max_bytes: usize::try_from(ring_bytes)?,
             ..RingLimits::default()
         },
+        catch_up: Default::default(),
         serve: ServeSettings::default(),
         // The delay histogram the harness reads.
         admin: AdminSettings {

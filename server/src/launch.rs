@@ -42,6 +42,7 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
         listen: cli.listen,
         ingest: cli.ingest(),
         rings: cli.rings(),
+        catch_up: cli.catch_up(),
         serve: cli.serve(),
         transport: cli.transport(),
         security: cli.security(),

@@ -5,6 +5,7 @@
 //! - [`config`]: command-line flags.
 //! - [`ingest`]: the upstream half: consumer, shard readers, resharding, checkpoints.
 //! - [`hub`]: what the relay holds of each stream: one ring of encoded records per shard.
+//! - [`catchup`]: records older than the rings, read from Kinesis with GetRecords.
 //! - [`subscription`]: one subscriber's positions, filter and lag policy over the hub.
 //! - [`service`]: the gRPC `Relay` service, health and reflection.
 //! - [`connections`]: the gRPC listener's connections: limits, deadlines, shutdown grace.
@@ -14,6 +15,7 @@
 //! [`start`] wires them together; [`launch::run`] starts what the flags describe;
 //! `main.rs` only parses flags, sets up logging and waits for a signal.
 
+pub mod catchup;
 pub mod config;
 pub mod connections;
 pub mod embedded;
@@ -36,6 +38,7 @@ use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 use tracing::{error, info, warn};
 
 use crate::{
+    catchup::{CatchUp, CatchUpSettings},
     connections::{
         fd_limit,
         limits::{ConnectionLimits, ConnectionTable},
@@ -73,6 +76,8 @@ pub struct RelayConfig {
     pub ingest: IngestSettings,
     /// Ring bounds.
     pub rings: RingLimits,
+    /// Reading records older than the rings from Kinesis.
+    pub catch_up: CatchUpSettings,
     /// Serving behaviour.
     pub serve: ServeSettings,
     /// HTTP/2 transport.
@@ -108,6 +113,7 @@ impl Default for RelayConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ingest: IngestSettings::default(),
             rings: RingLimits::default(),
+            catch_up: CatchUpSettings::default(),
             serve: ServeSettings::default(),
             transport: TransportSettings::default(),
             security: SecuritySettings::default(),
@@ -125,6 +131,8 @@ pub struct RunningRelay {
     pub metrics_addr: Option<SocketAddr>,
     /// The hubs, for inspection.
     pub hubs: Vec<Arc<StreamHub>>,
+    /// Catch-up of each stream (none when the relay reads another relay), for inspection.
+    pub catch_ups: Vec<Arc<CatchUp>>,
     /// The gRPC listener's open connections and their counters.
     pub connections: Arc<ConnectionTable>,
     /// How long calls get to end at shutdown.
@@ -189,6 +197,21 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
         .map(|stream| StreamHub::new(stream.clone(), config.rings))
         .collect();
     let ingest = Arc::new(config.ingest);
+    // An upstream relay serves old cursors itself: only a relay reading Kinesis catches up.
+    let catch_ups: Vec<Arc<CatchUp>> = match &ingest.upstream {
+        Some(_) => Vec::new(),
+        None => hubs
+            .iter()
+            .map(|hub| {
+                CatchUp::new(
+                    client.clone(),
+                    hub.clone(),
+                    config.catch_up.clone(),
+                    shutdown_rx.clone(),
+                )
+            })
+            .collect(),
+    };
     for hub in &hubs {
         match &ingest.upstream {
             Some(upstream) => tasks.spawn(ingest::upstream_relay::run_stream(
@@ -241,7 +264,8 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
         }
         None => None,
     };
-    let service = RelayService::new(hubs.clone(), config.serve, access, shutdown_rx.clone());
+    let service = RelayService::new(hubs.clone(), config.serve, access, shutdown_rx.clone())
+        .with_catch_ups(catch_ups.clone());
     let shutdown_grace = config.transport.shutdown_grace;
     tasks.spawn(service::serve(
         listener,
@@ -256,6 +280,7 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
         local_addr,
         metrics_addr,
         hubs,
+        catch_ups,
         connections,
         shutdown_grace,
         shutdown: shutdown_tx,

@@ -74,6 +74,7 @@ impl Setup {
                 ..IngestSettings::default()
             },
             rings,
+            catch_up: Default::default(),
             serve: ServeSettings {
                 heartbeat_interval: Duration::from_millis(300),
                 ..ServeSettings::default()

@@ -90,8 +90,32 @@ pub struct Cli {
     pub ring_max_age: Duration,
 
     /// What happens to a subscriber that falls behind, when its request does not say.
-    #[arg(long, env = "KINESIS_RELAY_ON_LAG", default_value = "disconnect")]
+    #[arg(long, env = "KINESIS_RELAY_ON_LAG", default_value = "catch-up")]
     pub on_lag: OnLag,
+
+    /// Catch-up readers (GetRecords, for positions older than the ring) running at once
+    /// per stream; a subscriber finding none free gets UNAVAILABLE and retries.
+    #[arg(long, env = "KINESIS_RELAY_CATCH_UP_READERS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub catch_up_readers: u32,
+
+    /// GetRecords calls per second per shard that catch-up may make (Kinesis allows 5 per
+    /// shard for every polling reader of the stream together: lower it when others poll).
+    #[arg(long, env = "KINESIS_RELAY_CATCH_UP_CALLS_PER_SHARD", default_value_t = 5.0, value_parser = parse_rate)]
+    pub catch_up_calls_per_shard: f64,
+
+    /// Bytes per second per shard that catch-up may read (Kinesis allows 2 MiB per shard
+    /// for every polling reader together).
+    #[arg(long, env = "KINESIS_RELAY_CATCH_UP_BYTES_PER_SHARD", default_value = "2MiB", value_parser = parse_bytes)]
+    pub catch_up_bytes_per_shard: usize,
+
+    /// Bytes a catch-up reader fetches ahead of its subscribers.
+    #[arg(long, env = "KINESIS_RELAY_CATCH_UP_BUFFER", default_value = "8MiB", value_parser = parse_bytes)]
+    pub catch_up_buffer: usize,
+
+    /// How long a Subscribe on a stream that is still STARTING waits (with heartbeats)
+    /// before it gets UNAVAILABLE.
+    #[arg(long, env = "KINESIS_RELAY_STARTING_WAIT", default_value = "60s", value_parser = parse_duration)]
+    pub starting_wait: Duration,
 
     /// Idle time after which a subscriber gets a heartbeat.
     #[arg(long, env = "KINESIS_RELAY_HEARTBEAT_INTERVAL", default_value = "3s", value_parser = parse_duration)]
@@ -261,6 +285,8 @@ pub enum OnLag {
     Disconnect,
     /// Report a gap and go on from the oldest record held.
     Skip,
+    /// Read the records it missed from Kinesis, then rejoin the live records.
+    CatchUp,
 }
 
 /// A feature that is on or off.
@@ -285,6 +311,16 @@ pub enum LogFormat {
 fn parse_bytes(text: &str) -> Result<usize, String> {
     parse_size(text)
         .and_then(|bytes| usize::try_from(bytes).map_err(|_| format!("{text:?} is too large")))
+}
+
+/// A positive rate per second, at most 1,000.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate <= 1000.0 => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a rate per second: give a number above 0 and at most 1000, like 5 or 2.5"
+        )),
+    }
 }
 
 /// Replaces `{hostname}` and `{pod}` in a consumer name template.

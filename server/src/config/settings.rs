@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::{Cli, OnLag, Switch, expand_consumer_name};
 use crate::{
     AdminSettings, SecuritySettings,
+    catchup::{CatchUpSettings, budget::Rates},
     connections::limits::ConnectionLimits,
     hub::RingLimits,
     ingest::{IngestSettings, upstream_relay::UpstreamRelay},
@@ -34,6 +35,19 @@ impl Cli {
         }
     }
 
+    /// Catch-up from Kinesis.
+    pub fn catch_up(&self) -> CatchUpSettings {
+        CatchUpSettings {
+            max_readers: self.catch_up_readers as usize,
+            rates: Rates {
+                calls: self.catch_up_calls_per_shard,
+                bytes: self.catch_up_bytes_per_shard as f64,
+            },
+            buffer_bytes: self.catch_up_buffer.max(1 << 20),
+            ..CatchUpSettings::default()
+        }
+    }
+
     /// The ring limits.
     pub fn rings(&self) -> RingLimits {
         RingLimits {
@@ -48,8 +62,10 @@ impl Cli {
             default_lag: match self.on_lag {
                 OnLag::Disconnect => LagPolicy::Disconnect,
                 OnLag::Skip => LagPolicy::Skip,
+                OnLag::CatchUp => LagPolicy::CatchUp,
             },
             heartbeat_interval: self.heartbeat_interval,
+            starting_wait: self.starting_wait,
         }
     }
 

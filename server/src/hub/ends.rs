@@ -15,16 +15,27 @@ pub enum SubscriberEnd {
     Shutdown,
     /// The connection missed its keepalive pings.
     Keepalive,
+    /// The position asked for is older than Kinesis retains (OUT_OF_RANGE).
+    Expired,
+    /// Reading missed records from Kinesis failed for good or found no free reader
+    /// (UNAVAILABLE with the cursor).
+    CatchUpFailed,
+    /// It waited for its stream to start and the stream did not in time, or the request
+    /// did not fit the stream once it had (an unknown shard).
+    Refused,
 }
 
 impl SubscriberEnd {
     /// Every reason, in metric order.
-    pub const ALL: [SubscriberEnd; 5] = [
+    pub const ALL: [SubscriberEnd; 8] = [
         SubscriberEnd::ClientCancel,
         SubscriberEnd::Deadline,
         SubscriberEnd::LagPolicy,
         SubscriberEnd::Shutdown,
         SubscriberEnd::Keepalive,
+        SubscriberEnd::Expired,
+        SubscriberEnd::CatchUpFailed,
+        SubscriberEnd::Refused,
     ];
 
     /// The metric label and log word.
@@ -35,6 +46,9 @@ impl SubscriberEnd {
             SubscriberEnd::LagPolicy => "lag_policy",
             SubscriberEnd::Shutdown => "shutdown",
             SubscriberEnd::Keepalive => "keepalive",
+            SubscriberEnd::Expired => "expired",
+            SubscriberEnd::CatchUpFailed => "catch_up_failed",
+            SubscriberEnd::Refused => "refused",
         }
     }
 }

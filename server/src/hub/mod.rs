@@ -267,6 +267,12 @@ impl StreamHub {
         self.version.send_modify(|version| *version += 1);
     }
 
+    /// Wakes the subscribers: something they read besides the rings changed (a catch-up
+    /// reader fetched records).
+    pub fn notify(&self) {
+        self.bump();
+    }
+
     /// A receiver that wakes on every change.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.version.subscribe()
@@ -309,7 +315,7 @@ impl StreamHub {
         }
         let last_position = match &floor {
             Floor::After { position, .. } => Some(position.clone()),
-            Floor::Origin => None,
+            Floor::Origin | Floor::Unknown => None,
         };
         guard.shards.insert(
             meta.shard_id.clone(),
@@ -325,6 +331,18 @@ impl StreamHub {
         );
         drop(guard);
         self.bump();
+    }
+
+    /// Learns the position before a shard's first record when the relay began reading it
+    /// part way (see [`Floor::Unknown`]) and nothing was appended yet.
+    pub fn settle_floor(&self, shard_id: &str, position: Position) {
+        let mut guard = self.write();
+        if let Some(slot) = guard.shards.get_mut(shard_id) {
+            if slot.ring.floor() == &Floor::Unknown && slot.ring.is_empty() {
+                slot.ring.settle_floor(position.clone());
+                slot.last_position.get_or_insert(position);
+            }
+        }
     }
 
     /// Sets a shard's reader state.

@@ -26,6 +26,10 @@ pub enum Floor {
         /// Its arrival time, when known.
         arrival: Option<SystemTime>,
     },
+    /// The relay began reading part way through the shard (at LATEST or a timestamp) and
+    /// does not know what precedes its first entry: only positions at or after an entry
+    /// held are served from the ring.
+    Unknown,
 }
 
 /// Where a requested position falls in the ring.
@@ -140,18 +144,27 @@ impl ShardRing {
             return entry.position();
         }
         match &self.floor {
-            Floor::Origin => Position::Start,
+            // Unknown: an empty ring that began at LATEST; the next record is the first the
+            // subscriber wants, so "before the first record" is what the cursor says.
+            Floor::Origin | Floor::Unknown => Position::Start,
             Floor::After { position, .. } => position.clone(),
         }
     }
 
     /// Where to read from to resume right after `position`.
     pub fn seek_after(&self, position: &Position) -> Seek {
-        if let Floor::After {
-            position: floor, ..
-        } = &self.floor
-            && position < floor
-        {
+        let held = match &self.floor {
+            Floor::Origin => true,
+            Floor::After {
+                position: floor, ..
+            } => position >= floor,
+            // Only from an entry held on: what lies between it and its predecessor is unknown.
+            Floor::Unknown => self
+                .entries
+                .front()
+                .is_some_and(|first| first.position() <= *position),
+        };
+        if !held {
             return Seek::TooOld;
         }
         let offset = self
@@ -162,16 +175,34 @@ impl ShardRing {
 
     /// Where to read from to start at the first record that arrived at or after `at`.
     pub fn seek_time(&self, at: SystemTime) -> Seek {
-        if let Floor::After {
-            arrival: Some(arrival),
-            ..
-        } = &self.floor
-            && *arrival >= at
-        {
+        let held = match &self.floor {
+            Floor::Origin => true,
+            Floor::After {
+                arrival: Some(arrival),
+                ..
+            } => *arrival < at,
+            // The floor's arrival time is not known: only a held entry that arrived before
+            // `at` proves that nothing arriving at or after it is missing.
+            Floor::After { arrival: None, .. } | Floor::Unknown => {
+                self.entries.front().is_some_and(|first| first.arrival < at)
+            }
+        };
+        if !held {
             return Seek::TooOld;
         }
         let offset = self.entries.partition_point(|entry| entry.arrival < at);
         Seek::At(self.base + offset as u64)
+    }
+
+    /// Learns what precedes the first entry of a ring whose floor was unknown, while it is
+    /// still empty (the continuation of a subscription's first event).
+    pub fn settle_floor(&mut self, position: Position) {
+        if self.floor == Floor::Unknown && self.entries.is_empty() {
+            self.floor = Floor::After {
+                position,
+                arrival: None,
+            };
+        }
     }
 }
 
@@ -229,6 +260,29 @@ mod tests {
         assert_eq!(ring.position_before(3), after(30));
         assert!(ring.get(0).is_none());
         assert_eq!(ring.get(2).unwrap().sequence.as_str(), "30");
+    }
+
+    #[test]
+    fn an_unknown_floor_serves_only_from_a_held_entry() {
+        let mut ring = ShardRing::new(Floor::Unknown);
+        assert_eq!(ring.seek_after(&after(5)), Seek::TooOld);
+        assert_eq!(ring.seek_time(UNIX_EPOCH), Seek::TooOld);
+        ring.push(entry(10));
+        ring.push(entry(20));
+        assert_eq!(ring.seek_after(&after(5)), Seek::TooOld);
+        assert_eq!(ring.seek_after(&after(10)), Seek::At(1));
+        assert_eq!(
+            ring.seek_time(UNIX_EPOCH + Duration::from_secs(10)),
+            Seek::TooOld
+        );
+        assert_eq!(
+            ring.seek_time(UNIX_EPOCH + Duration::from_secs(11)),
+            Seek::At(1)
+        );
+        let mut settled = ShardRing::new(Floor::Unknown);
+        settled.settle_floor(after(7));
+        assert_eq!(settled.seek_after(&after(7)), Seek::At(0));
+        assert_eq!(settled.seek_after(&after(6)), Seek::TooOld);
     }
 
     #[test]

@@ -12,6 +12,10 @@ pub enum ErrorKind {
     NotFound,
     /// Throttled or over a limit: back off.
     Throttled,
+    /// A GetRecords shard iterator older than 5 minutes: get a new one.
+    ExpiredIterator,
+    /// The request was refused as invalid (e.g. a sequence number Kinesis no longer has).
+    InvalidArgument,
     /// Anything else (network, 5xx, dropped stream): back off and retry.
     Transient,
 }
@@ -23,6 +27,8 @@ impl ErrorKind {
             Self::InUse => "resource_in_use",
             Self::NotFound => "not_found",
             Self::Throttled => "throttled",
+            Self::ExpiredIterator => "expired_iterator",
+            Self::InvalidArgument => "invalid_argument",
             Self::Transient => "transient",
         }
     }
@@ -44,6 +50,8 @@ pub fn classify_code(code: Option<&str>) -> ErrorKind {
             | "ProvisionedThroughputExceededException"
             | "KMSThrottlingException",
         ) => ErrorKind::Throttled,
+        Some("ExpiredIteratorException") => ErrorKind::ExpiredIterator,
+        Some("InvalidArgumentException") => ErrorKind::InvalidArgument,
         _ => ErrorKind::Transient,
     }
 }

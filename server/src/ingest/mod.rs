@@ -282,21 +282,18 @@ impl Coordinator {
                 continue;
             }
             let checkpoint = self.ctx.checkpoints.get(&id);
-            let floor = checkpoint
-                .as_ref()
-                .and_then(|c| checkpoint_position(c.last_sequence.as_deref(), c.last_sub_sequence))
-                .map(|position| Floor::After {
-                    position,
-                    arrival: None,
-                })
-                .unwrap_or(Floor::Origin);
-            self.ctx
-                .hub
-                .add_shard(shard.meta.clone(), floor, ReaderState::Waiting);
             let skip_closed = initial
                 && checkpoint.is_none()
                 && shard.ending.is_some()
                 && settings.initial_position == InitialPosition::Latest;
+            let floor = floor(
+                checkpoint.as_ref(),
+                skip_closed.then_some(shard.ending.as_deref()).flatten(),
+                initial && settings.initial_position != InitialPosition::TrimHorizon,
+            );
+            self.ctx
+                .hub
+                .add_shard(shard.meta.clone(), floor, ReaderState::Waiting);
             if checkpoint.as_ref().is_some_and(|c| c.finished) || skip_closed {
                 self.finished.insert(id.clone());
                 self.ctx.hub.finish_shard(&id, Vec::new());
@@ -381,6 +378,31 @@ impl Coordinator {
                 .spawn(run_reader(self.ctx.clone(), id.clone(), from));
             self.started.insert(id, handle);
         }
+    }
+}
+
+/// What precedes the first record the relay will hold of a shard: what its checkpoint
+/// says was read, the end of a closed shard it skips (all of it is read from Kinesis on
+/// demand), nothing known when it starts part way (LATEST or a timestamp), or the shard's
+/// beginning.
+fn floor(
+    checkpoint: Option<&checkpoint::ShardCheckpoint>,
+    skipped_ending: Option<&str>,
+    part_way: bool,
+) -> Floor {
+    let known = checkpoint
+        .and_then(|c| {
+            checkpoint_position(c.last_sequence.as_deref(), c.last_sub_sequence)
+                .or_else(|| checkpoint_position(c.continuation.as_deref(), None))
+        })
+        .or_else(|| checkpoint_position(skipped_ending, None));
+    match known {
+        Some(position) => Floor::After {
+            position,
+            arrival: None,
+        },
+        None if part_way && checkpoint.is_none() => Floor::Unknown,
+        None => Floor::Origin,
     }
 }
 

@@ -168,7 +168,10 @@ pub async fn run_reader(ctx: ReaderContext, shard_id: String, mut from: ReadFrom
                         .await;
                         backoff.next_delay()
                     }
-                    ErrorKind::Throttled | ErrorKind::Transient => {
+                    ErrorKind::Throttled
+                    | ErrorKind::Transient
+                    | ErrorKind::ExpiredIterator
+                    | ErrorKind::InvalidArgument => {
                         let delay = backoff.next_delay();
                         warn!(stream = ctx.hub.name(), shard = %shard_id, kind = kind.label(), cause, ?delay, "subscription failed, backing off");
                         delay
@@ -261,6 +264,13 @@ async fn handle_event(
     ctx.hub
         .append(shard_id, records, event.millis_behind_latest());
     let continuation = event.continuation_sequence_number();
+    // A reader that began part way learns from its first empty event where it stands, so
+    // that cursors from before it can be served from the ring once catch-up reaches it.
+    if last.is_none()
+        && let Some(position) = checkpoint_position(Some(continuation), None)
+    {
+        ctx.hub.settle_floor(shard_id, position);
+    }
     ctx.checkpoints.update(shard_id, |checkpoint| {
         if let Some((sequence, sub_sequence)) = &last {
             checkpoint.last_sequence = Some(sequence.to_string());

@@ -24,7 +24,7 @@ use crate::{
     hub::{StreamHub, SubscriberGuard, ends::SubscriberEnd},
     log_budget::LogBudget,
     security::limits::Ticket,
-    subscription::Subscription,
+    subscription::{Stop, Subscription},
 };
 
 /// One subscription's source of responses.
@@ -46,6 +46,8 @@ pub(super) struct Feed {
     /// every response: arming a timer per wait cost more than the rare early wake-up.
     pub(super) heartbeat: Pin<Box<Sleep>>,
     pub(super) last_sent: Instant,
+    /// When the last heartbeat went out.
+    pub(super) last_heartbeat: Instant,
     pub(super) shutdown: watch::Receiver<bool>,
     /// Set once the stream has ended with a status.
     pub(super) done: bool,
@@ -110,6 +112,14 @@ impl Feed {
             if self.deadline.is_some_and(|at| Instant::now() >= at) {
                 return Some(Err(self.deadline_status()));
             }
+            // While records come from Kinesis, heartbeats say how far behind the tip they
+            // are, even though responses flow.
+            if self.subscription.catching_up()
+                && self.last_heartbeat.elapsed() >= self.heartbeat_interval
+            {
+                self.last_heartbeat = Instant::now();
+                return Some(Ok(self.subscription.heartbeat(&self.hub)));
+            }
             if let Some(response) = self.pending.pop_front() {
                 let counters = &self.hub.counters;
                 counters
@@ -140,23 +150,7 @@ impl Feed {
             // the wait below.
             self.changes.borrow_and_update();
             match self.subscription.poll(&self.hub, &mut self.read) {
-                Err(lagged) => {
-                    self.hub
-                        .counters
-                        .lag_disconnects
-                        .fetch_add(1, Ordering::Relaxed);
-                    debug!(stream = self.hub.name(), shard = %lagged.shard, "subscriber too slow, disconnecting");
-                    self.done = true;
-                    self.log.end = Some(SubscriberEnd::LagPolicy);
-                    return Some(Err(with_cursor(
-                        Code::ResourceExhausted,
-                        format!(
-                            "this subscriber read too slowly and fell behind the oldest record the relay holds in shard {}; resume with the cursor in the status details (trailer kinesis-relay-cursor), read faster, or subscribe with on_lag LAG_POLICY_SKIP",
-                            lagged.shard
-                        ),
-                        &lagged.cursor,
-                    )));
-                }
+                Err(stop) => return Some(Err(self.stopped_status(stop))),
                 Ok(progressed) => {
                     self.pending.extend(self.read.drain(..));
                     if progressed || !self.pending.is_empty() {
@@ -182,10 +176,43 @@ impl Feed {
                     }
                     self.heartbeat.as_mut().reset(now + self.heartbeat_interval);
                     self.last_sent = now;
+                    self.last_heartbeat = now;
                     return Some(Ok(self.subscription.heartbeat(&self.hub)));
                 }
                 // Also when the shutdown sender is gone: the relay is going away either way.
                 _ = crate::stopped(&mut self.shutdown) => return Some(Err(self.shutdown_status())),
+            }
+        }
+    }
+
+    /// Ends the stream for what the subscription reported.
+    fn stopped_status(&mut self, stop: Stop) -> Status {
+        self.done = true;
+        let counters = &self.hub.counters;
+        match stop {
+            Stop::Lagged { shard, cursor } => {
+                counters.lag_disconnects.fetch_add(1, Ordering::Relaxed);
+                debug!(stream = self.hub.name(), shard = %shard, "subscriber too slow, disconnecting");
+                self.log.end = Some(SubscriberEnd::LagPolicy);
+                with_cursor(
+                    Code::ResourceExhausted,
+                    format!(
+                        "this subscriber read too slowly and fell behind the oldest record the relay holds in shard {shard}; resume with the cursor in the status details (trailer kinesis-relay-cursor), read faster, or subscribe with on_lag LAG_POLICY_CATCH_UP or LAG_POLICY_SKIP"
+                    ),
+                    &cursor,
+                )
+            }
+            Stop::Expired { message, cursor } => {
+                self.log.end = Some(SubscriberEnd::Expired);
+                with_cursor(Code::OutOfRange, message, &cursor)
+            }
+            Stop::CatchUpFailed { message, cursor } => {
+                self.log.end = Some(SubscriberEnd::CatchUpFailed);
+                with_cursor(Code::Unavailable, message, &cursor)
+            }
+            Stop::Refused(refused) => {
+                self.log.end = Some(SubscriberEnd::Refused);
+                Status::new(super::relay::open_error_code(&refused), refused.to_string())
             }
         }
     }

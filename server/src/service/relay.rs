@@ -24,6 +24,7 @@ use super::{
     validate,
 };
 use crate::{
+    catchup::CatchUp,
     connections::ConnectionFate,
     hub::StreamHub,
     log_budget::LogBudget,
@@ -41,13 +42,16 @@ pub struct ServeSettings {
     pub default_lag: LagPolicy,
     /// Idle time after which a heartbeat is sent.
     pub heartbeat_interval: Duration,
+    /// How long a Subscribe waits, with heartbeats, for a stream that is still STARTING.
+    pub starting_wait: Duration,
 }
 
 impl Default for ServeSettings {
     fn default() -> Self {
         Self {
-            default_lag: LagPolicy::Disconnect,
+            default_lag: LagPolicy::CatchUp,
             heartbeat_interval: Duration::from_secs(3),
+            starting_wait: Duration::from_secs(60),
         }
     }
 }
@@ -75,6 +79,8 @@ impl Default for Access {
 pub struct RelayService {
     /// Hubs by stream name.
     hubs: Arc<BTreeMap<String, Arc<StreamHub>>>,
+    /// Catch-up by stream name (empty for a relay that reads another relay).
+    catch_ups: Arc<BTreeMap<String, Arc<CatchUp>>>,
     /// Settings.
     settings: ServeSettings,
     /// Authentication and limits.
@@ -105,11 +111,23 @@ impl RelayService {
                     .map(|hub| (hub.name().to_owned(), hub))
                     .collect(),
             ),
+            catch_ups: Arc::new(BTreeMap::new()),
             settings,
             access,
             shutdown,
             log: Arc::new(LogBudget::new(SUBSCRIBER_LOG_LINES_PER_SECOND)),
         }
+    }
+
+    /// Serves positions older than the rings by reading Kinesis through `catch_ups`.
+    pub fn with_catch_ups(mut self, catch_ups: impl IntoIterator<Item = Arc<CatchUp>>) -> Self {
+        self.catch_ups = Arc::new(
+            catch_ups
+                .into_iter()
+                .map(|catch_up| (catch_up.stream().to_owned(), catch_up))
+                .collect(),
+        );
+        self
     }
 
     /// The key subscriber limits count under: the principal's name, or for a relay
@@ -190,15 +208,10 @@ impl RelayService {
         let spec = validate::subscribe_request(&request, self.settings.default_lag)?;
         let key = self.admission_key(&principal, peer);
         let ticket = self.access.admission.admit(&key)?;
-        let subscription = Subscription::open(&hub, spec).map_err(|err| {
-            let code = match err {
-                OpenError::Starting { .. } => Code::Unavailable,
-                OpenError::UnknownShard { .. } => Code::NotFound,
-                OpenError::WrongStream { .. } => Code::InvalidArgument,
-                OpenError::OutOfRange { .. } => Code::OutOfRange,
-            };
-            Status::new(code, err.to_string())
-        })?;
+        let catch_up = self.catch_ups.get(hub.name()).cloned();
+        let subscription =
+            Subscription::open_or_wait(&hub, catch_up, spec, self.settings.starting_wait)
+                .map_err(|err| Status::new(open_error_code(&err), err.to_string()))?;
         let feed = Feed {
             _guard: hub.add_subscriber(),
             changes: hub.changes(),
@@ -212,6 +225,7 @@ impl RelayService {
                 Instant::now() + self.settings.heartbeat_interval,
             )),
             last_sent: Instant::now(),
+            last_heartbeat: Instant::now(),
             shutdown: self.shutdown.clone(),
             done: false,
             just_sent: false,
@@ -243,6 +257,16 @@ impl RelayService {
             let item = feed.next().await?;
             Some((item, feed))
         })))
+    }
+}
+
+/// The status code of a subscription that cannot start.
+pub(super) fn open_error_code(err: &OpenError) -> Code {
+    match err {
+        OpenError::Starting { .. } => Code::Unavailable,
+        OpenError::UnknownShard { .. } => Code::NotFound,
+        OpenError::WrongStream { .. } => Code::InvalidArgument,
+        OpenError::OutOfRange { .. } => Code::OutOfRange,
     }
 }
 
@@ -294,46 +318,59 @@ impl v1::relay_server::Relay for RelayService {
     ) -> Result<Response<v1::DescribeStreamResponse>, Status> {
         let principal = self.principal(&request)?;
         let hub = self.hub(&request.get_ref().stream, &principal)?;
-        let state = hub.read();
-        let shards = state
-            .shards
-            .values()
-            .map(|slot| v1::Shard {
-                shard_id: slot.meta.shard_id.clone(),
-                parent_shard_id: slot.meta.parents.first().cloned().unwrap_or_default(),
-                adjacent_parent_shard_id: slot.meta.parents.get(1).cloned().unwrap_or_default(),
-                hash_key_range: Some(v1::HashKeyRange {
-                    starting_hash_key: slot.meta.hash_key_range.0.clone(),
-                    ending_hash_key: slot.meta.hash_key_range.1.clone(),
+        let mut response = {
+            let state = hub.read();
+            let shards = state
+                .shards
+                .values()
+                .map(|slot| v1::Shard {
+                    shard_id: slot.meta.shard_id.clone(),
+                    parent_shard_id: slot.meta.parents.first().cloned().unwrap_or_default(),
+                    adjacent_parent_shard_id: slot.meta.parents.get(1).cloned().unwrap_or_default(),
+                    hash_key_range: Some(v1::HashKeyRange {
+                        starting_hash_key: slot.meta.hash_key_range.0.clone(),
+                        ending_hash_key: slot.meta.hash_key_range.1.clone(),
+                    }),
+                    state: v1::ShardState::from(slot.state).into(),
+                    last_sequence_number: slot
+                        .last_sequence()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                    millis_behind_latest: slot.millis_behind,
+                    oldest_sequence_number: slot
+                        .ring
+                        .front()
+                        .map(|entry| entry.sequence.to_string())
+                        .unwrap_or_default(),
+                    records_held: slot.ring.len() as u64,
+                    bytes_held: slot.ring.bytes() as u64,
+                })
+                .collect();
+            let response = v1::DescribeStreamResponse {
+                stream: hub.name().to_owned(),
+                status: state.status().into(),
+                consumer: Some(v1::Consumer {
+                    name: state.consumer.name.clone(),
+                    arn: state.consumer.arn.clone(),
+                    status: state.consumer.status.clone(),
                 }),
-                state: v1::ShardState::from(slot.state).into(),
-                last_sequence_number: slot
-                    .last_sequence()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-                millis_behind_latest: slot.millis_behind,
-                oldest_sequence_number: slot
-                    .ring
-                    .front()
-                    .map(|entry| entry.sequence.to_string())
-                    .unwrap_or_default(),
-                records_held: slot.ring.len() as u64,
-                bytes_held: slot.ring.bytes() as u64,
-            })
-            .collect();
-        let response = v1::DescribeStreamResponse {
-            stream: hub.name().to_owned(),
-            status: state.status().into(),
-            consumer: Some(v1::Consumer {
-                name: state.consumer.name.clone(),
-                arn: state.consumer.arn.clone(),
-                status: state.consumer.status.clone(),
-            }),
-            shards,
-            subscriber_count: hub.subscriber_count() as u32,
-            oldest_cursor: oldest_cursor(hub.name(), &state),
-            oldest_timestamp: state.oldest_arrival().map(timestamp),
+                shards,
+                subscriber_count: hub.subscriber_count() as u32,
+                oldest_cursor: oldest_cursor(hub.name(), &state),
+                oldest_timestamp: state.oldest_arrival().map(timestamp),
+                upstream_retention_hours: 0,
+                upstream_oldest_timestamp: None,
+            };
+            response
         };
+        if let Some(catch_up) = self.catch_ups.get(hub.name())
+            && let Some(hours) = catch_up.retention_hours().await
+        {
+            response.upstream_retention_hours = hours;
+            response.upstream_oldest_timestamp = std::time::SystemTime::now()
+                .checked_sub(Duration::from_secs(u64::from(hours) * 3600))
+                .map(timestamp);
+        }
         Ok(Response::new(response))
     }
 }

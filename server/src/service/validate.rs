@@ -128,9 +128,10 @@ pub fn subscribe_request(
         Ok(v1::LagPolicy::Unspecified) => default_lag,
         Ok(v1::LagPolicy::Disconnect) => LagPolicy::Disconnect,
         Ok(v1::LagPolicy::Skip) => LagPolicy::Skip,
+        Ok(v1::LagPolicy::CatchUp) => LagPolicy::CatchUp,
         Err(_) => {
             return Err(Status::invalid_argument(format!(
-                "on_lag: {} is not a LagPolicy; use LAG_POLICY_DISCONNECT or LAG_POLICY_SKIP",
+                "on_lag: {} is not a LagPolicy; use LAG_POLICY_CATCH_UP, LAG_POLICY_DISCONNECT or LAG_POLICY_SKIP",
                 request.on_lag
             )));
         }
@@ -153,6 +154,7 @@ pub fn subscribe_request(
                 .map_err(|err| Status::invalid_argument(format!("after_cursor: {err}")))?,
         ),
         Some(StartingPosition::AtTimestamp(ts)) => Start::AtTimestamp(timestamp(ts)?),
+        Some(StartingPosition::TrimHorizon(_)) => Start::TrimHorizon,
     };
     Ok(SubscriptionSpec {
         shard_ids: (!shard_ids.is_empty()).then_some(shard_ids),

@@ -1,152 +1,56 @@
-//! One subscriber's reading of a stream hub: its position in every shard, its filter, and
-//! the events it has yet to send.
+//! One subscriber's reading of a stream: its position in every shard, its filter, and the
+//! events it has yet to send.
 //!
 //! A [`Subscription`] is plain state driven by [`Subscription::poll`]: it reads what is new
-//! in the rings since its positions, applies the lag policy, and turns it into encoded
-//! responses. The gRPC task around it only waits for changes and writes.
+//! since its positions, from the hub's ring or, for positions older than the ring, from a
+//! catch-up reader (see `crate::catchup`) until it can join the ring at the next record;
+//! applies the lag policy; and turns what it read into encoded responses. The gRPC task
+//! around it only waits for changes and writes.
+//!
+//! # Layout
+//! - `mod.rs`: positions, opening, polling.
+//! - `spec.rs`: the request as validated, and why a subscription cannot start or ends.
+//! - `batch.rs`: one batch of records read from a ring.
+
+mod batch;
+mod spec;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashSet},
-    time::SystemTime,
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant, SystemTime},
 };
 
-use bytes::Bytes;
 use kinesis_relay_api::{
     cursor::{Cursor, Position, encode_positions},
     v1,
 };
 
+pub use self::spec::{KeyFilter, LagPolicy, OpenError, Start, Stop, SubscriptionSpec};
 use crate::{
+    catchup::{CatchUp, From, window::Attached},
     hub::{
-        StreamHub, StreamState,
-        entry::Entry,
+        ShardSlot, StreamHub, StreamState,
         ring::{Floor, Seek, ShardRing},
     },
     service::encode::EncodedResponse,
 };
 
-/// A batch ends once it holds this many bytes of records. Small enough that a response is
-/// copied and written while it is in the CPU cache, and that the response each subscriber
-/// has in flight costs little memory (1,000 subscribers under load held 5 times less than
-/// with 3 MiB batches, and the relay delivered about 1.3 times more); large enough that the
-/// per-response cost is spread over many records.
-const BATCH_BYTES: usize = 64 << 10;
-/// Never more than this in one batch: with a Kinesis record at most 1 MiB, responses stay
-/// under gRPC's default 4 MiB message limit.
-const MAX_BATCH_BYTES: usize = 3 << 20;
-/// Records looked at per batch, sent or filtered out, so that a filtering subscriber holds
-/// the hub's read lock only briefly.
-const MAX_SCAN: u64 = 4096;
-
-/// Where a subscription starts.
-#[derive(Debug, Clone)]
-pub enum Start {
-    /// At the next record to arrive.
-    Latest,
-    /// At the oldest record held.
-    Earliest,
-    /// Right after the positions of a cursor.
-    AfterCursor(Cursor),
-    /// At the first record that arrived at or after this time.
-    AtTimestamp(SystemTime),
-}
-
-/// What a subscriber lagging behind the ring's tail gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LagPolicy {
-    /// End the stream with RESOURCE_EXHAUSTED and the cursor.
-    Disconnect,
-    /// Report a gap and continue from the oldest record held.
-    Skip,
-}
-
-/// Partition key filter: empty means everything.
-#[derive(Debug, Clone, Default)]
-pub struct KeyFilter {
-    /// Exact keys.
-    pub keys: HashSet<String>,
-    /// Key prefixes.
-    pub prefixes: Vec<String>,
-}
-
-impl KeyFilter {
-    /// Whether a record with this key is sent.
-    pub fn matches(&self, key: &str) -> bool {
-        (self.keys.is_empty() && self.prefixes.is_empty())
-            || self.keys.contains(key)
-            || self.prefixes.iter().any(|prefix| key.starts_with(prefix))
-    }
-}
-
-/// A validated Subscribe request.
-#[derive(Debug, Clone)]
-pub struct SubscriptionSpec {
-    /// Shards asked for; `None` means all, including later children.
-    pub shard_ids: Option<BTreeSet<String>>,
-    /// Where to start.
-    pub start: Start,
-    /// Which records to send.
-    pub filter: KeyFilter,
-    /// What to do on lag.
-    pub on_lag: LagPolicy,
-    /// Most records per batch.
-    pub max_batch: usize,
-}
-
-/// Why a subscription cannot start.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OpenError {
-    /// A shard id that the stream does not have.
-    #[error("stream {stream:?} has no shard {shard:?}; DescribeStream lists its shards")]
-    UnknownShard {
-        /// The stream.
-        stream: String,
-        /// The shard asked for.
-        shard: String,
-    },
-    /// The relay has not listed the stream's shards yet.
-    #[error("the relay is still starting to read stream {stream:?}; retry in a moment")]
-    Starting {
-        /// The stream.
-        stream: String,
-    },
-    /// A cursor of another stream.
-    #[error(
-        "the cursor belongs to stream {cursor_stream:?}, not {stream:?}; use a cursor from this stream"
-    )]
-    WrongStream {
-        /// The stream subscribed to.
-        stream: String,
-        /// The stream named in the cursor.
-        cursor_stream: String,
-    },
-    /// The position is older than what the relay holds.
-    #[error(
-        "the requested position in shard {shard:?} is older than the oldest record the relay still holds{oldest_time}; resume with after_cursor {oldest_cursor:?} (the oldest position available) or start from earliest"
-    )]
-    OutOfRange {
-        /// The first shard found out of range.
-        shard: String,
-        /// A cursor at the oldest position available.
-        oldest_cursor: String,
-        /// Human description of the oldest arrival time held.
-        oldest_time: String,
-    },
-}
-
-/// The subscriber fell behind and its policy is DISCONNECT.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lagged {
-    /// Its cursor, to resume from.
-    pub cursor: String,
-    /// The shard where it fell behind.
-    pub shard: String,
+/// Where a subscriber reads a shard from.
+#[derive(Debug)]
+enum Source {
+    /// The hub's ring, at [`ShardPosition::next`].
+    Ring,
+    /// Kinesis, from here, once the shard is readable (its parents are done).
+    Pending(From),
+    /// A catch-up reader's window.
+    CatchUp(Attached),
 }
 
 /// A subscriber's position in one shard.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct ShardPosition {
-    /// Absolute ring index of the next record to read.
+    /// Absolute ring index of the next record to read (while the source is the ring).
     next: u64,
     /// Position of the last record read (sent or filtered out).
     last: Position,
@@ -155,9 +59,11 @@ struct ShardPosition {
     announce: bool,
     /// Whether the shard was read to its end and ENDED was sent.
     ended: bool,
-    /// Whether the position is older than the ring although `next` is not below its base
-    /// (a shard learned after resuming from an old cursor): the lag policy applies.
+    /// Whether the position is older than the ring although `next` is not below its base,
+    /// and the relay cannot read Kinesis itself: the lag policy applies.
     behind: bool,
+    /// Where the records come from.
+    source: Source,
 }
 
 /// One subscriber's state.
@@ -177,11 +83,21 @@ pub struct Subscription {
     max_batch: usize,
     /// Positions of the cursor it resumed from, for shards the relay learns later.
     resumed: BTreeMap<String, Position>,
+    /// Reads records older than the rings from Kinesis; `None` for a relay that reads
+    /// another relay.
+    catch_up: Option<Arc<CatchUp>>,
+    /// Set while the stream is still STARTING: the request, opened once the shards are
+    /// known, and until when to wait for that.
+    waiting: Option<(SubscriptionSpec, Instant)>,
 }
 
 impl Subscription {
     /// Positions a new subscription in the hub.
-    pub fn open(hub: &StreamHub, spec: SubscriptionSpec) -> Result<Self, OpenError> {
+    pub fn open(
+        hub: &StreamHub,
+        catch_up: Option<Arc<CatchUp>>,
+        spec: SubscriptionSpec,
+    ) -> Result<Self, OpenError> {
         let state = hub.read();
         let stream = hub.name().to_owned();
         if !state.started {
@@ -211,18 +127,10 @@ impl Subscription {
         };
         let mut shards = BTreeMap::new();
         for id in wanted {
-            let ring = &state.shards[&id].ring;
-            let seek = match &spec.start {
-                Start::Latest => Seek::At(ring.end()),
-                Start::Earliest => Seek::At(ring.base()),
-                Start::AfterCursor(cursor) => {
-                    ring.seek_after(cursor.shards.get(&id).unwrap_or(&Position::Start))
-                }
-                Start::AtTimestamp(at) => ring.seek_time(*at),
-            };
-            let next = match seek {
-                Seek::At(next) => next,
-                Seek::TooOld => {
+            let slot = &state.shards[&id];
+            let position = match open_shard(&state, slot, &spec.start, catch_up.is_some()) {
+                Some(position) => position,
+                None => {
                     return Err(OpenError::OutOfRange {
                         shard: id,
                         oldest_cursor: oldest_cursor(&stream, &state),
@@ -233,30 +141,7 @@ impl Subscription {
                     });
                 }
             };
-            let last = match &spec.start {
-                // Keep the cursor's own position: the next cursor then covers what it did.
-                Start::AfterCursor(cursor) => cursor
-                    .shards
-                    .get(&id)
-                    .cloned()
-                    .unwrap_or_else(|| ring.position_before(next)),
-                _ => ring.position_before(next),
-            };
-            // A shard that ended before this subscription reaches past it is done already:
-            // no ENDED event for history the subscriber never asked about.
-            let ended = state.shards[&id].finished()
-                && next >= ring.end()
-                && !matches!(spec.start, Start::AfterCursor(_));
-            shards.insert(
-                id,
-                ShardPosition {
-                    next,
-                    last,
-                    announce: false,
-                    ended,
-                    behind: false,
-                },
-            );
+            shards.insert(id, position);
         }
         Ok(Self {
             stream,
@@ -269,12 +154,75 @@ impl Subscription {
                 Start::AfterCursor(cursor) => cursor.shards,
                 _ => BTreeMap::new(),
             },
+            catch_up,
+            waiting: None,
         })
+    }
+
+    /// Like [`Subscription::open`], but while the stream is still STARTING, a subscription
+    /// that opens once the relay knows the stream's shards (within `wait`; then `poll` ends
+    /// it with [`OpenError::Starting`]).
+    pub fn open_or_wait(
+        hub: &StreamHub,
+        catch_up: Option<Arc<CatchUp>>,
+        spec: SubscriptionSpec,
+        wait: Duration,
+    ) -> Result<Self, OpenError> {
+        match Self::open(hub, catch_up.clone(), spec.clone()) {
+            Err(OpenError::Starting { .. }) if !wait.is_zero() => Ok(Self {
+                stream: hub.name().to_owned(),
+                all_shards: spec.shard_ids.is_none(),
+                shards: BTreeMap::new(),
+                filter: spec.filter.clone(),
+                on_lag: spec.on_lag,
+                max_batch: spec.max_batch.max(1),
+                resumed: match &spec.start {
+                    Start::AfterCursor(cursor) => cursor.shards.clone(),
+                    _ => BTreeMap::new(),
+                },
+                catch_up,
+                waiting: Some((spec, Instant::now() + wait)),
+            }),
+            opened => opened,
+        }
+    }
+
+    /// Opens a subscription that was waiting for its stream to start, once it has.
+    fn open_waiting(&mut self, hub: &StreamHub) -> Result<bool, Stop> {
+        let Some((spec, until)) = &self.waiting else {
+            return Ok(false);
+        };
+        match Self::open(hub, self.catch_up.clone(), spec.clone()) {
+            Ok(opened) => {
+                *self = opened;
+                Ok(true)
+            }
+            Err(OpenError::Starting { .. }) if Instant::now() < *until => Ok(false),
+            Err(refused) => Err(Stop::Refused(refused)),
+        }
+    }
+
+    /// Until when a subscription waits for its stream to start, while it does.
+    pub fn waiting_until(&self) -> Option<Instant> {
+        self.waiting.as_ref().map(|(_, until)| *until)
     }
 
     /// The current cursor, encoded (once per response sent, so without an intermediate
     /// [`Cursor`]).
     pub fn encoded_cursor(&self) -> String {
+        if self.waiting.is_some() {
+            // Nothing read yet: the cursor resumed from, or none at all (an empty cursor
+            // field) rather than one that would mean "every shard from its start".
+            if self.resumed.is_empty() {
+                return String::new();
+            }
+            return encode_positions(
+                &self.stream,
+                self.resumed
+                    .iter()
+                    .map(|(id, position)| (id.as_str(), position)),
+            );
+        }
         encode_positions(
             &self.stream,
             self.shards
@@ -283,41 +231,24 @@ impl Subscription {
         )
     }
 
+    /// Whether some shard is being read from Kinesis rather than the ring.
+    pub fn catching_up(&self) -> bool {
+        self.shards.values().any(|position| {
+            !position.ended && matches!(position.source, Source::Pending(_) | Source::CatchUp(_))
+        })
+    }
+
     /// Reads what is new and appends the responses to send to `out`. Returns `Ok(true)` when
-    /// it made progress (call again: more may be readable), `Err` when the subscriber lagged
-    /// under DISCONNECT.
-    pub fn poll(
-        &mut self,
-        hub: &StreamHub,
-        out: &mut Vec<EncodedResponse>,
-    ) -> Result<bool, Lagged> {
+    /// it made progress (call again: more may be readable), `Err` when the subscription
+    /// must end (lag under DISCONNECT, an expired position, catch-up failure).
+    pub fn poll(&mut self, hub: &StreamHub, out: &mut Vec<EncodedResponse>) -> Result<bool, Stop> {
+        if self.waiting.is_some() {
+            return self.open_waiting(hub);
+        }
         let state = hub.read();
         let mut progressed = false;
         if self.all_shards {
-            for (id, slot) in &state.shards {
-                if self.shards.contains_key(id) {
-                    continue;
-                }
-                // A shard that appeared after the subscription started: a child after
-                // resharding, read from its first record, or a shard the relay learned
-                // after this subscription resumed from a cursor that names it.
-                let last = self.resumed.get(id).cloned().unwrap_or(Position::Start);
-                let (next, behind) = match slot.ring.seek_after(&last) {
-                    Seek::At(next) => (next, false),
-                    // Older than the ring: the lag policy applies below.
-                    Seek::TooOld => (slot.ring.base(), true),
-                };
-                self.shards.insert(
-                    id.clone(),
-                    ShardPosition {
-                        next,
-                        last,
-                        announce: !self.resumed.contains_key(id),
-                        ended: false,
-                        behind,
-                    },
-                );
-            }
+            self.learn_shards(&state);
         }
         let ids: Vec<String> = self.shards.keys().cloned().collect();
         for id in ids {
@@ -341,58 +272,243 @@ impl Subscription {
                 );
                 progressed = true;
             }
-            if self.shards[&id].next < slot.ring.base() || self.shards[&id].behind {
-                match self.on_lag {
-                    LagPolicy::Disconnect => {
-                        return Err(Lagged {
-                            cursor: self.encoded_cursor(),
-                            shard: id,
-                        });
-                    }
-                    LagPolicy::Skip => {
-                        hub.counters
-                            .gaps
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        out.push(self.skip_gap(&id, &slot.ring));
-                        progressed = true;
-                    }
-                }
-            }
-            let (batch, advanced) = self.read_batch(&id, &slot.ring);
-            if let Some(batch) = batch {
-                out.push(batch);
-            }
-            progressed |= advanced;
-            let position = &self.shards[&id];
-            if slot.finished() && position.next >= slot.ring.end() {
-                if let Some(position) = self.shards.get_mut(&id) {
-                    position.ended = true;
-                }
-                out.push(
-                    self.event(v1::subscribe_response::Event::ShardEvent(v1::ShardEvent {
-                        shard_id: id.clone(),
-                        kind: v1::ShardEventKind::Ended.into(),
-                        child_shard_ids: slot.children.clone(),
-                        parent_shard_ids: vec![],
-                    })),
-                );
-                progressed = true;
-            }
+            progressed |= self.poll_shard(hub, &id, slot, out)?;
         }
         Ok(progressed)
     }
 
-    /// A heartbeat with the distance to the tip of every shard being read.
+    /// Adds shards that appeared after the subscription started: a child after resharding,
+    /// read from its first record, or a shard the relay learned after this subscription
+    /// resumed from a cursor that names it.
+    fn learn_shards(&mut self, state: &StreamState) {
+        for (id, slot) in &state.shards {
+            if self.shards.contains_key(id) {
+                continue;
+            }
+            let last = self.resumed.get(id).cloned().unwrap_or(Position::Start);
+            let (next, behind, source) = match slot.ring.seek_after(&last) {
+                Seek::At(next) => (next, false, Source::Ring),
+                Seek::TooOld => match self.catch_up {
+                    Some(_) => (0, false, Source::Pending(From::After(last.clone()))),
+                    // Older than the ring: the lag policy applies.
+                    None => (slot.ring.base(), true, Source::Ring),
+                },
+            };
+            self.shards.insert(
+                id.clone(),
+                ShardPosition {
+                    next,
+                    last,
+                    announce: !self.resumed.contains_key(id),
+                    ended: false,
+                    behind,
+                    source,
+                },
+            );
+        }
+    }
+
+    /// Reads one readable shard from its source. Returns whether it made progress.
+    fn poll_shard(
+        &mut self,
+        hub: &StreamHub,
+        id: &str,
+        slot: &ShardSlot,
+        out: &mut Vec<EncodedResponse>,
+    ) -> Result<bool, Stop> {
+        let mut progressed = false;
+        let position = self.shards.get_mut(id).expect("caller checked the shard");
+        if let Source::Pending(from) = &position.source {
+            let catch_up = self.catch_up.as_ref().expect("pending only with catch-up");
+            match catch_up.attach(id, from) {
+                Ok(attached) => position.source = Source::CatchUp(attached),
+                Err(busy) => {
+                    return Err(Stop::CatchUpFailed {
+                        message: busy.to_string(),
+                        cursor: self.encoded_cursor(),
+                    });
+                }
+            }
+        }
+        // Join the ring as soon as it holds the record after this position.
+        if matches!(position.source, Source::CatchUp(_))
+            && let Seek::At(next) = slot.ring.seek_after(&position.last)
+        {
+            position.source = Source::Ring;
+            position.next = next;
+            progressed = true;
+        }
+        if matches!(position.source, Source::CatchUp(_)) {
+            return Ok(self.poll_catch_up(hub, id, slot, out)? || progressed);
+        }
+        if position.next < slot.ring.base() || position.behind {
+            match (self.on_lag, &self.catch_up) {
+                (LagPolicy::CatchUp, Some(_)) => {
+                    position.behind = false;
+                    position.source = Source::Pending(From::After(position.last.clone()));
+                    return Ok(true);
+                }
+                (LagPolicy::Disconnect | LagPolicy::CatchUp, _) => {
+                    return Err(Stop::Lagged {
+                        cursor: self.encoded_cursor(),
+                        shard: id.to_owned(),
+                    });
+                }
+                (LagPolicy::Skip, _) => {
+                    hub.counters.gaps.fetch_add(1, Ordering::Relaxed);
+                    out.push(self.skip_gap(id, &slot.ring));
+                    progressed = true;
+                }
+            }
+        }
+        let position = self.shards.get_mut(id).expect("caller checked the shard");
+        let read = batch::read(
+            &slot.ring,
+            &mut position.next,
+            &mut position.last,
+            &self.filter,
+            self.max_batch,
+        );
+        progressed |= read.advanced;
+        self.push_batch(id, read, out);
+        let position = &self.shards[id];
+        if slot.finished() && position.next >= slot.ring.end() {
+            out.push(self.end_shard(id, slot.children.clone()));
+            progressed = true;
+        }
+        Ok(progressed)
+    }
+
+    /// Reads one batch from the catch-up window of shard `id`.
+    fn poll_catch_up(
+        &mut self,
+        hub: &StreamHub,
+        id: &str,
+        slot: &ShardSlot,
+        out: &mut Vec<EncodedResponse>,
+    ) -> Result<bool, Stop> {
+        let window = match &self.shards[id].source {
+            Source::CatchUp(attached) => attached.window.clone(),
+            _ => return Ok(false),
+        };
+        let state = window.lock();
+        let last = self.shards[id].last.clone();
+        if let Some(expired) = &state.expired
+            && last < expired.resume_position()
+        {
+            let asked = sequence_text(&last);
+            let message = format!(
+                "the position in shard {id:?} (after sequence number {asked:?}) is older than the stream's retention in Kinesis: the oldest record it holds is {} (arrived {}); resume with the cursor in the status details (just before it), start from trim_horizon, or subscribe with on_lag LAG_POLICY_SKIP to go on past the gap",
+                expired.oldest,
+                format_time(expired.oldest_arrival)
+            );
+            if let Some(position) = self.shards.get_mut(id) {
+                position.last = expired.resume_position();
+            }
+            if self.on_lag != LagPolicy::Skip {
+                return Err(Stop::Expired {
+                    message,
+                    cursor: self.encoded_cursor(),
+                });
+            }
+            hub.counters.gaps.fetch_add(1, Ordering::Relaxed);
+            out.push(self.event(v1::subscribe_response::Event::Gap(v1::Gap {
+                shards: vec![v1::ShardGap {
+                    shard_id: id.to_owned(),
+                    from_sequence_number: asked,
+                    to_sequence_number: String::new(),
+                    records_missed: 0,
+                }],
+                reason: v1::GapReason::UpstreamExpired.into(),
+            })));
+            return Ok(true);
+        }
+        if let Some(cause) = &state.failed {
+            return Err(Stop::CatchUpFailed {
+                message: format!(
+                    "reading older records of shard {id:?} from Kinesis failed ({cause}); resume with the cursor in the status details"
+                ),
+                cursor: self.encoded_cursor(),
+            });
+        }
+        let position = self.shards.get_mut(id).expect("caller checked the shard");
+        let Source::CatchUp(attached) = &mut position.source else {
+            return Ok(false);
+        };
+        let reader_gone = state.stopped && !state.finished && attached.next >= state.ring.end();
+        if attached.next < state.ring.base() || reader_gone {
+            // Fell behind the window, or its reader stopped: read on with another reader.
+            position.source = Source::Pending(From::After(position.last.clone()));
+            return Ok(true);
+        }
+        let read = batch::read(
+            &state.ring,
+            &mut attached.next,
+            &mut position.last,
+            &self.filter,
+            self.max_batch,
+        );
+        let ended = state.finished && attached.next >= state.ring.end();
+        let children = if slot.children.is_empty() {
+            state.children.clone()
+        } else {
+            slot.children.clone()
+        };
+        drop(state);
+        if read.advanced {
+            attached.report();
+        }
+        let progressed = read.advanced;
+        self.push_batch(id, read, out);
+        if ended {
+            out.push(self.end_shard(id, children));
+            return Ok(true);
+        }
+        Ok(progressed)
+    }
+
+    fn push_batch(&self, id: &str, read: batch::Batch, out: &mut Vec<EncodedResponse>) {
+        if read.records > 0 {
+            out.push(EncodedResponse::record_batch(
+                id,
+                read.runs,
+                read.records,
+                &self.encoded_cursor(),
+                read.oldest,
+            ));
+        }
+    }
+
+    /// Marks shard `id` read to its end and returns its ENDED event.
+    fn end_shard(&mut self, id: &str, children: Vec<String>) -> EncodedResponse {
+        if let Some(position) = self.shards.get_mut(id) {
+            position.ended = true;
+            position.source = Source::Ring;
+        }
+        self.event(v1::subscribe_response::Event::ShardEvent(v1::ShardEvent {
+            shard_id: id.to_owned(),
+            kind: v1::ShardEventKind::Ended.into(),
+            child_shard_ids: children,
+            parent_shard_ids: vec![],
+        }))
+    }
+
+    /// A heartbeat with the distance to the tip of every shard being read (from the
+    /// catch-up reader for shards read from Kinesis).
     pub fn heartbeat(&self, hub: &StreamHub) -> EncodedResponse {
         let state = hub.read();
         let shards = self
             .shards
             .iter()
             .filter(|(_, position)| !position.ended)
-            .filter_map(|(id, _)| {
-                state.shards.get(id).map(|slot| v1::ShardLag {
+            .filter_map(|(id, position)| {
+                let millis_behind_latest = match &position.source {
+                    Source::CatchUp(attached) => attached.window.lock().millis_behind,
+                    _ => state.shards.get(id)?.millis_behind,
+                };
+                Some(v1::ShardLag {
                     shard_id: id.clone(),
-                    millis_behind_latest: slot.millis_behind,
+                    millis_behind_latest,
                 })
             })
             .collect();
@@ -422,7 +538,7 @@ impl Subscription {
         let from = sequence_text(&position.last);
         let to = match ring.floor() {
             Floor::After { position, .. } => sequence_text(position),
-            Floor::Origin => String::new(),
+            Floor::Origin | Floor::Unknown => String::new(),
         };
         let missed = ring.base().saturating_sub(position.next);
         position.next = ring.base();
@@ -438,61 +554,102 @@ impl Subscription {
             reason: v1::GapReason::SubscriberTooSlow.into(),
         }))
     }
+}
 
-    /// Reads the next batch of `id`. Returns the batch, if any record passed the filter,
-    /// and whether the position moved (filtered records move it too).
-    fn read_batch(&mut self, id: &str, ring: &ShardRing) -> (Option<EncodedResponse>, bool) {
-        let position = self.shards.get_mut(id).expect("caller checked the shard");
-        // Consecutive records of one block go out as one slice of it: a run is its first
-        // entry and the bytes it spans. A record skipped (filtered out, or already sent)
-        // leaves a hole in the block, which ends the run.
-        let mut runs: Vec<Bytes> = Vec::new();
-        let mut run: Option<(&Entry, usize)> = None;
-        let slice =
-            |(first, len): (&Entry, usize)| first.block.slice(first.offset..first.offset + len);
-        let mut records = 0;
-        let mut bytes = 0;
-        let mut oldest = None;
-        let start = position.next;
-        while records < self.max_batch && bytes < BATCH_BYTES && position.next - start < MAX_SCAN {
-            let Some(entry) = ring.get(position.next) else {
-                break;
-            };
-            if records > 0 && bytes + entry.encoded.len() > MAX_BATCH_BYTES {
-                break;
+/// Where a new subscription starts reading one shard; `None` when the position is older
+/// than the ring and the relay cannot read Kinesis.
+fn open_shard(
+    state: &StreamState,
+    slot: &ShardSlot,
+    start: &Start,
+    can_catch_up: bool,
+) -> Option<ShardPosition> {
+    let ring = &slot.ring;
+    let id = &slot.meta.shard_id;
+    let done = |last: Position| ShardPosition {
+        next: ring.end(),
+        last,
+        announce: false,
+        ended: true,
+        behind: false,
+        source: Source::Ring,
+    };
+    let (seek, from) = match start {
+        Start::Latest => (Seek::At(ring.end()), None),
+        Start::Earliest => (Seek::At(ring.base()), None),
+        Start::TrimHorizon => (
+            ring.seek_after(&Position::Start),
+            Some(From::After(Position::Start)),
+        ),
+        Start::AfterCursor(cursor) => {
+            let named = cursor.shards.get(id);
+            // A closed shard the cursor does not name, and that descends from none it names,
+            // is history from before the subscription: it is not read.
+            if named.is_none()
+                && !cursor.shards.is_empty()
+                && slot.finished()
+                && !descends_from(state, id, &cursor.shards)
+            {
+                return Some(done(ring.position_before(ring.end())));
             }
-            position.next += 1;
-            let entry_position = entry.position();
-            // Never send a record at or before what the subscriber has: after a relay
-            // restart the ring may re-read records older than a resumed cursor.
-            if entry_position <= position.last {
-                continue;
-            }
-            position.last = entry_position;
-            if !self.filter.matches(&entry.partition_key) {
-                continue;
-            }
-            records += 1;
-            bytes += entry.encoded.len();
-            oldest.get_or_insert(entry.received);
-            match &mut run {
-                Some((first, len))
-                    if first.adjoins_block(entry) && first.offset + *len == entry.offset =>
-                {
-                    *len += entry.encoded.len();
-                }
-                _ => runs.extend(run.replace((entry, entry.encoded.len())).map(slice)),
-            }
+            let last = named.cloned().unwrap_or(Position::Start);
+            (ring.seek_after(&last), Some(From::After(last)))
         }
-        runs.extend(run.map(slice));
-        let advanced = position.next != start;
-        if records == 0 {
-            return (None, advanced);
+        Start::AtTimestamp(at) => (ring.seek_time(*at), Some(From::AtTimestamp(*at))),
+    };
+    let last_cursor = match start {
+        // Keep the cursor's own position: the next cursor then covers what it did.
+        Start::AfterCursor(cursor) => cursor.shards.get(id).cloned(),
+        _ => None,
+    };
+    match seek {
+        Seek::At(next) => {
+            let last = last_cursor.unwrap_or_else(|| ring.position_before(next));
+            // A shard that ended before this subscription reaches past it is done already:
+            // no ENDED event for history the subscriber never asked about.
+            let ended = slot.finished()
+                && next >= ring.end()
+                && matches!(start, Start::Latest | Start::Earliest);
+            Some(ShardPosition {
+                next,
+                last,
+                announce: false,
+                ended,
+                behind: false,
+                source: Source::Ring,
+            })
         }
-        let batch =
-            EncodedResponse::record_batch(id, runs, records, &self.encoded_cursor(), oldest);
-        (Some(batch), advanced)
+        Seek::TooOld if can_catch_up => Some(ShardPosition {
+            next: 0,
+            last: last_cursor.unwrap_or(Position::Start),
+            announce: false,
+            ended: false,
+            behind: false,
+            source: Source::Pending(from.expect("every start that seeks has a catch-up start")),
+        }),
+        Seek::TooOld => None,
     }
+}
+
+/// Whether shard `id` descends (through the parents the hub knows) from a shard in `named`.
+fn descends_from(state: &StreamState, id: &str, named: &BTreeMap<String, Position>) -> bool {
+    let mut frontier = vec![id.to_owned()];
+    let mut seen = BTreeSet::new();
+    while let Some(shard) = frontier.pop() {
+        if !seen.insert(shard.clone()) {
+            continue;
+        }
+        let Some(slot) = state.shards.get(&shard) else {
+            continue;
+        };
+        for parent in &slot.meta.parents {
+            if named.contains_key(parent) {
+                return true;
+            }
+            frontier.push(parent.clone());
+        }
+    }
+    false
 }
 
 /// A cursor at the oldest position held in every shard.
@@ -529,7 +686,9 @@ pub fn format_time(at: SystemTime) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::HashSet, time::Duration};
+    use std::collections::HashSet;
+
+    use bytes::Bytes;
 
     use super::*;
     use crate::hub::{ReaderState, RingLimits, ShardMeta, entry::RelayRecord};
@@ -576,7 +735,7 @@ mod tests {
             on_lag: LagPolicy::Disconnect,
             max_batch: 500,
         };
-        let mut subscription = Subscription::open(&hub, spec).unwrap();
+        let mut subscription = Subscription::open(&hub, None, spec).unwrap();
         let mut out = Vec::new();
         subscription.poll(&hub, &mut out).unwrap();
         let batch = out

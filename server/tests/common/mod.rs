@@ -15,6 +15,7 @@ use aws_sdk_kinesis::{primitives::Blob, types::PutRecordsRequestEntry};
 use kinesis_emulator::{Emulator, EmulatorBuilder};
 use kinesis_relay::{
     RelayConfig, RunningRelay,
+    catchup::CatchUpSettings,
     embedded::client_for,
     hub::RingLimits,
     ingest::{IngestSettings, InitialPosition},
@@ -57,6 +58,13 @@ pub fn fast_config(streams: &[&str]) -> RelayConfig {
             ..IngestSettings::default()
         },
         rings: RingLimits::default(),
+        catch_up: CatchUpSettings {
+            idle_poll: Duration::from_millis(200),
+            idle_grace: Duration::from_secs(1),
+            backoff_base: Duration::from_millis(50),
+            backoff_cap: Duration::from_millis(500),
+            ..CatchUpSettings::default()
+        },
         serve: ServeSettings {
             heartbeat_interval: Duration::from_millis(500),
             ..ServeSettings::default()

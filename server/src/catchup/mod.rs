@@ -1,0 +1,244 @@
+//! Catch-up: records older than the hub's rings, read from Kinesis with GetRecords for the
+//! subscribers that ask for them, until they reach a record the ring holds.
+//!
+//! # Layout
+//! - `mod.rs`: [`CatchUp`], one per stream: settings, counters, and attaching a subscriber
+//!   to a reader (an existing one near its position, or a new one within the bound).
+//! - `reader.rs`: one task per reader: GetShardIterator, GetRecords, expiry, retries.
+//! - `window.rs`: what a reader fetched, shared by the subscribers attached to it.
+//! - `budget.rs`: the GetRecords calls and bytes per second per shard, shared by readers.
+//!
+//! A subscription asks for catch-up when a position it must read from is older than the
+//! ring (a cursor, a timestamp, `trim_horizon`, or lag under `LAG_POLICY_CATCH_UP`); it
+//! reads the reader's window like a ring, and after every batch tries to join the ring at
+//! the record after its position. Records are converted and encoded by the same code as
+//! live ones, once per reader whatever the number of subscribers attached.
+
+pub mod budget;
+mod reader;
+pub mod window;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime},
+};
+
+use aws_sdk_kinesis::Client;
+use kinesis_relay_api::cursor::Position;
+use tokio::sync::watch;
+use tracing::info;
+
+use self::{
+    budget::{Budget, Rates},
+    window::{Attached, Window},
+};
+use crate::hub::StreamHub;
+
+/// Where a catch-up read starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum From {
+    /// Right after this position; [`Position::Start`] is the oldest record Kinesis holds.
+    After(Position),
+    /// At the first record that arrived at or after this time.
+    AtTimestamp(SystemTime),
+}
+
+/// How catch-up behaves.
+#[derive(Debug, Clone)]
+pub struct CatchUpSettings {
+    /// Readers running at once per stream, all shards together.
+    pub max_readers: usize,
+    /// The GetRecords budget per shard.
+    pub rates: Rates,
+    /// Bytes of records a reader holds ahead of its subscribers.
+    pub buffer_bytes: usize,
+    /// Records asked for per GetRecords call (Kinesis allows up to 10,000).
+    pub records_per_call: i32,
+    /// Wait between calls at the tip of a shard, or while subscribers have enough.
+    pub idle_poll: Duration,
+    /// A reader with no subscriber stops after this long.
+    pub idle_grace: Duration,
+    /// Deadline of one AWS call.
+    pub call_timeout: Duration,
+    /// First retry delay.
+    pub backoff_base: Duration,
+    /// Largest retry delay.
+    pub backoff_cap: Duration,
+    /// Failures in a row (other than throttling) after which a reader gives up.
+    pub max_failures: u32,
+}
+
+impl Default for CatchUpSettings {
+    fn default() -> Self {
+        Self {
+            max_readers: 64,
+            rates: Rates {
+                calls: 5.0,
+                bytes: 2.0 * 1024.0 * 1024.0,
+            },
+            buffer_bytes: 8 << 20,
+            records_per_call: 10_000,
+            idle_poll: Duration::from_secs(1),
+            idle_grace: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(10),
+            backoff_base: Duration::from_millis(200),
+            backoff_cap: Duration::from_secs(5),
+            max_failures: 10,
+        }
+    }
+}
+
+/// What catch-up did since the relay started, for metrics.
+#[derive(Debug, Default)]
+pub struct CatchUpCounters {
+    /// Readers started.
+    pub readers_started: AtomicU64,
+    /// Readers running now.
+    pub readers_running: AtomicU64,
+    /// GetRecords calls made.
+    pub calls: AtomicU64,
+    /// Bytes of records fetched.
+    pub bytes: AtomicU64,
+    /// Calls refused as throttled.
+    pub throttled: AtomicU64,
+    /// Iterators that expired and were renewed.
+    pub expired_iterators: AtomicU64,
+    /// Subscribers refused a reader because all were busy.
+    pub refused: AtomicU64,
+}
+
+/// Why a subscriber could not be given a reader.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "all {max} catch-up readers of stream {stream:?} are busy reading older records from Kinesis; retry with your cursor in a few seconds"
+)]
+pub struct Busy {
+    /// The stream.
+    pub stream: String,
+    /// The bound.
+    pub max: usize,
+}
+
+/// The stream's retention, as Kinesis last said it.
+#[derive(Debug, Clone, Copy)]
+struct Retention {
+    hours: u32,
+    fetched: tokio::time::Instant,
+}
+
+/// Catch-up of one stream.
+#[derive(Debug)]
+pub struct CatchUp {
+    client: Client,
+    hub: Arc<StreamHub>,
+    settings: Arc<CatchUpSettings>,
+    budget: Budget,
+    /// Windows of the readers, by shard (weak: a window lives while its reader or a
+    /// subscriber holds it).
+    readers: Mutex<HashMap<String, Vec<Weak<Window>>>>,
+    shutdown: watch::Receiver<bool>,
+    retention: Mutex<Option<Retention>>,
+    /// Counters.
+    pub counters: CatchUpCounters,
+}
+
+impl CatchUp {
+    /// Catch-up of `hub`'s stream through `client`.
+    pub fn new(
+        client: Client,
+        hub: Arc<StreamHub>,
+        settings: CatchUpSettings,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            budget: Budget::new(settings.rates),
+            hub,
+            settings: Arc::new(settings),
+            readers: Mutex::new(HashMap::new()),
+            shutdown,
+            retention: Mutex::new(None),
+            counters: CatchUpCounters::default(),
+        })
+    }
+
+    /// The stream.
+    pub fn stream(&self) -> &str {
+        self.hub.name()
+    }
+
+    /// Attaches a subscriber that must read `shard_id` from `from`: to a reader whose
+    /// window holds that position, or to a new reader.
+    pub fn attach(self: &Arc<Self>, shard_id: &str, from: &From) -> Result<Attached, Busy> {
+        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        for windows in readers.values_mut() {
+            windows.retain(|window| window.strong_count() > 0);
+        }
+        readers.retain(|_, windows| !windows.is_empty());
+        let windows = readers.entry(shard_id.to_owned()).or_default();
+        for window in windows.iter().filter_map(Weak::upgrade) {
+            let next = window.lock().seek(from);
+            if let Some(next) = next {
+                return Ok(Attached::new(window, next));
+            }
+        }
+        let running = self.counters.readers_running.load(Ordering::Relaxed);
+        if running >= self.settings.max_readers as u64 {
+            self.counters.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(Busy {
+                stream: self.hub.name().to_owned(),
+                max: self.settings.max_readers,
+            });
+        }
+        let window = Window::new(shard_id.to_owned(), from.clone());
+        windows.push(Arc::downgrade(&window));
+        let attached = Attached::new(window.clone(), 0);
+        self.counters
+            .readers_started
+            .fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .readers_running
+            .fetch_add(1, Ordering::Relaxed);
+        info!(stream = self.hub.name(), shard = shard_id, from = ?from, "catch-up reader started");
+        tokio::spawn(reader::run(self.clone(), window));
+        Ok(attached)
+    }
+
+    /// The stream's retention period in hours, from DescribeStreamSummary at most every
+    /// five minutes; `None` when Kinesis did not answer (within two seconds).
+    pub async fn retention_hours(&self) -> Option<u32> {
+        const FRESH: Duration = Duration::from_secs(300);
+        let cached = *self.retention.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(retention) = cached
+            && retention.fetched.elapsed() < FRESH
+        {
+            return Some(retention.hours);
+        }
+        let call = self
+            .client
+            .describe_stream_summary()
+            .stream_name(self.hub.name())
+            .send();
+        let hours = match tokio::time::timeout(Duration::from_secs(2), call).await {
+            Ok(Ok(output)) => output
+                .stream_description_summary()
+                .map(|summary| summary.retention_period_hours())
+                .and_then(|hours| u32::try_from(hours).ok()),
+            _ => None,
+        };
+        match hours {
+            Some(hours) => {
+                *self.retention.lock().unwrap_or_else(|p| p.into_inner()) = Some(Retention {
+                    hours,
+                    fetched: tokio::time::Instant::now(),
+                });
+                Some(hours)
+            }
+            None => cached.map(|retention| retention.hours),
+        }
+    }
+}
