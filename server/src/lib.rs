@@ -8,6 +8,7 @@
 //! - [`catchup`]: records older than the rings, read from Kinesis with GetRecords.
 //! - [`subscription`]: one subscriber's positions, filter and lag policy over the hub.
 //! - [`service`]: the gRPC `Relay` service, health and reflection.
+//! - [`metrics`] and [`admin`]: Prometheus metrics and the admin listener that serves them.
 //! - [`connections`]: the gRPC listener's connections: limits, deadlines, shutdown grace.
 //! - [`embedded`]: the in-process emulator and demo producer of `--embedded`.
 //! - [`launch`]: from parsed flags to a running relay (upstream discovery, `--embedded`).
@@ -15,6 +16,7 @@
 //! [`start`] wires them together; [`launch::run`] starts what the flags describe;
 //! `main.rs` only parses flags, sets up logging and waits for a signal.
 
+pub mod admin;
 pub mod catchup;
 pub mod config;
 pub mod connections;
@@ -254,9 +256,9 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
                 .await
                 .with_context(|| format!("metrics listener on {addr}"))?;
             let bound = admin.local_addr()?;
-            tasks.spawn(metrics::serve(
+            tasks.spawn(admin::serve(
                 admin,
-                metrics::registry(hubs.clone(), connections.clone()),
+                metrics::registry(hubs.clone(), connections.clone(), catch_ups.clone()),
                 ready_rx,
                 shutdown_rx.clone(),
             ));

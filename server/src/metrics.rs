@@ -1,40 +1,30 @@
-//! Prometheus metrics on a separate admin listener (`--metrics-listen`).
+//! Prometheus metrics, served by the admin listener (`crate::admin`).
 //!
 //! Nothing is counted twice: readers and subscribers keep plain counters in the hub, and
 //! this collector reads them, with the hub's gauges (ring bytes, oldest age, millis behind,
 //! reader state, subscribers), at each scrape.
 
 use std::{
-    net::SocketAddr,
-    sync::{Arc, atomic::Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::SystemTime,
 };
 
-use http_body_util::Full;
-use hyper::{Request, Response, StatusCode, body::Bytes, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet},
     metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
     registry::{Registry, Unit},
 };
-use tokio::{net::TcpListener, sync::watch};
-use tracing::{debug, info};
 
 use crate::{
-    connections::{
-        accept::Acceptor,
-        limits::{CloseReason, ConnectionStats, ConnectionTable},
-    },
+    catchup::{CatchUp, CatchUpCounters},
+    connections::limits::{CloseReason, ConnectionTable},
     hub::{ReaderState, StreamHub, delay::DelaySnapshot, ends::SubscriberEnd},
     ingest::records::CORRUPT_AGGREGATES,
 };
-
-/// Admin connections served at once; more are closed at once (a scraper needs one).
-const MAX_ADMIN_CONNECTIONS: usize = 16;
-/// Longest an admin connection is kept.
-const ADMIN_CONNECTION_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Reads the hubs at each scrape.
 #[derive(Debug)]
@@ -43,6 +33,8 @@ pub struct HubCollector {
     hubs: Vec<Arc<StreamHub>>,
     /// The gRPC listener's connections.
     connections: Arc<ConnectionTable>,
+    /// Catch-up of each stream.
+    catch_ups: Vec<Arc<CatchUp>>,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -229,7 +221,7 @@ impl Collector for HubCollector {
         counter(
             e,
             "kinesis_relay_subscriber_ends",
-            "Subscribe calls ended, by reason (client_cancel, deadline, lag_policy, shutdown, keepalive).",
+            "Subscribe calls ended, by reason (client_cancel, deadline, lag_policy, shutdown, keepalive, expired, catch_up_failed, refused).",
             &ends,
         )?;
         histogram(
@@ -251,11 +243,73 @@ impl Collector for HubCollector {
             "Age of the oldest record held.",
             &oldest_age,
         )?;
-        self.encode_connections(e)
+        self.encode_connections(e)?;
+        self.encode_catch_up(e)
     }
 }
 
 impl HubCollector {
+    fn encode_catch_up(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        type Read = fn(&CatchUpCounters) -> &AtomicU64;
+        let counters: [(&str, &str, Read); 6] = [
+            (
+                "kinesis_relay_catch_up_readers_started",
+                "Catch-up readers started (GetRecords for positions older than the ring).",
+                |c| &c.readers_started,
+            ),
+            (
+                "kinesis_relay_catch_up_calls",
+                "GetRecords calls made by catch-up readers.",
+                |c| &c.calls,
+            ),
+            (
+                "kinesis_relay_catch_up_bytes",
+                "Bytes of records catch-up readers fetched from Kinesis.",
+                |c| &c.bytes,
+            ),
+            (
+                "kinesis_relay_catch_up_throttled",
+                "Catch-up calls refused as throttled (ProvisionedThroughputExceeded), retried after a backoff.",
+                |c| &c.throttled,
+            ),
+            (
+                "kinesis_relay_catch_up_expired_iterators",
+                "Shard iterators of catch-up readers that expired and were renewed.",
+                |c| &c.expired_iterators,
+            ),
+            (
+                "kinesis_relay_catch_up_refused",
+                "Subscribers refused a catch-up reader because --catch-up-readers were busy.",
+                |c| &c.refused,
+            ),
+        ];
+        let per_stream = |read: Read| -> Vec<(Labels, u64)> {
+            self.catch_ups
+                .iter()
+                .map(|c| {
+                    (
+                        vec![("stream", c.stream().to_owned())],
+                        read(&c.counters).load(Ordering::Relaxed),
+                    )
+                })
+                .collect()
+        };
+        for (name, help, read) in counters {
+            counter(e, name, help, &per_stream(read))?;
+        }
+        let running = per_stream(|c| &c.readers_running);
+        let running: Vec<(Labels, i64)> = running
+            .into_iter()
+            .map(|(labels, value)| (labels, value as i64))
+            .collect();
+        gauge(
+            e,
+            "kinesis_relay_catch_up_readers",
+            "Catch-up readers running now.",
+            &running,
+        )
+    }
+
     fn encode_connections(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = &self.connections.stats;
         let limits = self.connections.limits();
@@ -309,99 +363,16 @@ impl HubCollector {
 }
 
 /// A registry with the hub collector.
-pub fn registry(hubs: Vec<Arc<StreamHub>>, connections: Arc<ConnectionTable>) -> Registry {
+pub fn registry(
+    hubs: Vec<Arc<StreamHub>>,
+    connections: Arc<ConnectionTable>,
+    catch_ups: Vec<Arc<CatchUp>>,
+) -> Registry {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(HubCollector { hubs, connections }));
+    registry.register_collector(Box::new(HubCollector {
+        hubs,
+        connections,
+        catch_ups,
+    }));
     registry
-}
-
-/// Serves `GET /metrics` (OpenMetrics text), `GET /live` and `GET /ready` (200 or 503, for
-/// probes that cannot speak gRPC health, e.g. when the gRPC port requires TLS) on `listener`
-/// until shutdown. Never fails: accept errors are retried, and at most
-/// [`MAX_ADMIN_CONNECTIONS`] connections are served at once, each for at most 30 s, so this
-/// listener can neither stop the relay nor use up its descriptors.
-pub async fn serve(
-    listener: TcpListener,
-    registry: Registry,
-    ready: watch::Receiver<bool>,
-    mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let registry = Arc::new(registry);
-    info!(addr = %listener.local_addr()?, "metrics listening");
-    let mut acceptor = Acceptor::new(listener, "metrics", Arc::new(ConnectionStats::default()));
-    // The connections' tasks: reaped as they end (so the set counts the open ones), aborted
-    // at shutdown (a scrape is not worth waiting for).
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let (stream, peer): (_, SocketAddr) = tokio::select! {
-            accepted = acceptor.accept() => accepted,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            _ = crate::stopped(&mut shutdown) => {
-                connections.abort_all();
-                return Ok(());
-            }
-        };
-        while connections.try_join_next().is_some() {}
-        if connections.len() >= MAX_ADMIN_CONNECTIONS {
-            debug!(%peer, "admin connection refused: {MAX_ADMIN_CONNECTIONS} already open");
-            continue;
-        }
-        let registry = registry.clone();
-        let ready = ready.clone();
-        connections.spawn(async move {
-            let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                let registry = registry.clone();
-                let ready = *ready.borrow();
-                async move { Ok::<_, std::convert::Infallible>(respond(&request, &registry, ready)) }
-            });
-            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            if let Err(err) = tokio::time::timeout(ADMIN_CONNECTION_DEADLINE, connection).await {
-                debug!(%peer, cause = %err, "metrics connection timed out");
-            }
-        });
-    }
-}
-
-fn respond(
-    request: &Request<hyper::body::Incoming>,
-    registry: &Registry,
-    ready: bool,
-) -> Response<Full<Bytes>> {
-    let plain = |status: StatusCode, text: &'static str| {
-        Response::builder()
-            .status(status)
-            .body(Full::new(Bytes::from_static(text.as_bytes())))
-            .expect("static response")
-    };
-    match request.uri().path() {
-        "/metrics" => {}
-        "/live" => return plain(StatusCode::OK, "live\n"),
-        "/ready" if ready => return plain(StatusCode::OK, "ready\n"),
-        "/ready" => {
-            return plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: a stream has no live subscription\n",
-            );
-        }
-        _ => {
-            return plain(
-                StatusCode::NOT_FOUND,
-                "not found: try /metrics, /live or /ready\n",
-            );
-        }
-    }
-    let mut text = String::new();
-    match prometheus_client::encoding::text::encode(&mut text, registry) {
-        Ok(()) => Response::builder()
-            .header(
-                "content-type",
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )
-            .body(Full::new(Bytes::from(text)))
-            .expect("valid response"),
-        Err(_) => Response::builder()
-            .status(StatusCode::INTERNAL_SERVER_ERROR)
-            .body(Full::new(Bytes::from_static(b"encoding metrics failed\n")))
-            .expect("static response"),
-    }
 }

@@ -83,12 +83,11 @@ impl Budget {
         }
     }
 
-    fn shard(&self, shard_id: &str) -> Arc<Mutex<ShardBudget>> {
+    fn shard(&self, shard_id: &str, now: Instant) -> Arc<Mutex<ShardBudget>> {
         let mut shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
         shards
             .entry(shard_id.to_owned())
             .or_insert_with(|| {
-                let now = Instant::now();
                 Arc::new(Mutex::new(ShardBudget {
                     calls: Bucket::new(self.rates.calls, now),
                     bytes: Bucket::new(self.rates.bytes, now),
@@ -100,30 +99,37 @@ impl Budget {
     /// Waits until a GetRecords call of `shard_id` fits the budget, then takes its call
     /// token. Bounded: at most one call interval plus the byte debt of one call (10 MiB).
     pub async fn before_call(&self, shard_id: &str) {
-        let shard = self.shard(shard_id);
-        loop {
-            let wait = {
-                let mut budget = shard.lock().unwrap_or_else(|p| p.into_inner());
-                let now = Instant::now();
-                let wait = budget
-                    .calls
-                    .wait_for(1.0, now)
-                    .max(budget.bytes.wait_for(0.0, now));
-                if wait.is_zero() {
-                    budget.calls.tokens -= 1.0;
-                    return;
-                }
-                wait
-            };
+        while let Err(wait) = self.try_call(shard_id, Instant::now()) {
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Takes a call token of `shard_id` at `now` if the budget allows a call, else says how
+    /// long until it does.
+    fn try_call(&self, shard_id: &str, now: Instant) -> Result<(), Duration> {
+        let shard = self.shard(shard_id, now);
+        let mut budget = shard.lock().unwrap_or_else(|p| p.into_inner());
+        let wait = budget
+            .calls
+            .wait_for(1.0, now)
+            .max(budget.bytes.wait_for(0.0, now));
+        if wait.is_zero() {
+            budget.calls.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(wait)
         }
     }
 
     /// Charges the bytes a call returned (the bucket may go into debt).
     pub fn charge(&self, shard_id: &str, bytes: usize) {
-        let shard = self.shard(shard_id);
+        self.charge_at(shard_id, bytes, Instant::now());
+    }
+
+    fn charge_at(&self, shard_id: &str, bytes: usize, now: Instant) {
+        let shard = self.shard(shard_id, now);
         let mut budget = shard.lock().unwrap_or_else(|p| p.into_inner());
-        budget.bytes.refill(Instant::now());
+        budget.bytes.refill(now);
         budget.bytes.tokens -= bytes as f64;
     }
 }
@@ -132,25 +138,29 @@ impl Budget {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn calls_and_bytes_are_paced_per_shard() {
+    #[test]
+    fn calls_and_bytes_are_paced_per_shard() {
         let budget = Budget::new(Rates {
             calls: 5.0,
             bytes: 1000.0,
         });
-        let start = Instant::now();
-        for _ in 0..10 {
-            budget.before_call("a").await;
+        let t0 = Instant::now();
+        // A full bucket: five calls at once, then one every 200 ms.
+        for _ in 0..5 {
+            assert_eq!(budget.try_call("a", t0), Ok(()));
         }
-        // Five at once (a full bucket), then one every 200 ms.
-        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        let wait = budget.try_call("a", t0).unwrap_err();
+        assert!((wait.as_secs_f64() - 0.2).abs() < 1e-6, "{wait:?}");
+        assert_eq!(
+            budget.try_call("a", t0 + Duration::from_millis(200)),
+            Ok(())
+        );
         // Another shard has its own budget.
-        budget.before_call("b").await;
-        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        assert_eq!(budget.try_call("b", t0), Ok(()));
         // 3,000 bytes at 1,000 per second: the next call waits for the debt to clear.
-        budget.charge("b", 3000);
-        let before = Instant::now();
-        budget.before_call("b").await;
-        assert_eq!(before.elapsed(), Duration::from_secs(2));
+        budget.charge_at("b", 3000, t0);
+        let wait = budget.try_call("b", t0).unwrap_err();
+        assert!((wait.as_secs_f64() - 2.0).abs() < 1e-6, "{wait:?}");
+        assert_eq!(budget.try_call("b", t0 + Duration::from_secs(2)), Ok(()));
     }
 }

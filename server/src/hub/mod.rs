@@ -337,11 +337,12 @@ impl StreamHub {
     /// part way (see [`Floor::Unknown`]) and nothing was appended yet.
     pub fn settle_floor(&self, shard_id: &str, position: Position) {
         let mut guard = self.write();
-        if let Some(slot) = guard.shards.get_mut(shard_id) {
-            if slot.ring.floor() == &Floor::Unknown && slot.ring.is_empty() {
-                slot.ring.settle_floor(position.clone());
-                slot.last_position.get_or_insert(position);
-            }
+        if let Some(slot) = guard.shards.get_mut(shard_id)
+            && slot.ring.floor() == &Floor::Unknown
+            && slot.ring.is_empty()
+        {
+            slot.ring.settle_floor(position.clone());
+            slot.last_position.get_or_insert(position);
         }
     }
 

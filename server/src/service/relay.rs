@@ -346,7 +346,7 @@ impl v1::relay_server::Relay for RelayService {
                     bytes_held: slot.ring.bytes() as u64,
                 })
                 .collect();
-            let response = v1::DescribeStreamResponse {
+            v1::DescribeStreamResponse {
                 stream: hub.name().to_owned(),
                 status: state.status().into(),
                 consumer: Some(v1::Consumer {
@@ -360,8 +360,7 @@ impl v1::relay_server::Relay for RelayService {
                 oldest_timestamp: state.oldest_arrival().map(timestamp),
                 upstream_retention_hours: 0,
                 upstream_oldest_timestamp: None,
-            };
-            response
+            }
         };
         if let Some(catch_up) = self.catch_ups.get(hub.name())
             && let Some(hours) = catch_up.retention_hours().await
