@@ -221,6 +221,21 @@ async fn trim_horizon_and_timestamps_reach_closed_shards_parents_first() {
         })
         .collect();
     assert!(ended.contains(&"shardId-000000000000".to_owned()));
+    // DescribeStream says how far back Kinesis reaches.
+    let described = grpc
+        .describe_stream(v1::DescribeStreamRequest {
+            stream: "history".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(described.upstream_retention_hours, 24);
+    let oldest = described
+        .upstream_oldest_timestamp
+        .expect("a retention start");
+    let day_ago = std::time::SystemTime::now() - Duration::from_secs(24 * 3600);
+    let oldest = std::time::SystemTime::try_from(oldest).unwrap();
+    assert!(oldest.duration_since(day_ago).unwrap_or_default() < Duration::from_secs(60));
 
     let mut since_split = subscribe(
         &mut grpc,
@@ -555,6 +570,85 @@ async fn a_subscribe_while_the_stream_is_starting_waits_and_then_streams() {
     put(&kinesis, "slow-start", &sent).await;
     let delivery = receive(&mut subscription, sent.len()).await;
     assert_eq!(data(&delivery.records), texts(&sent));
+    relay.shutdown().await.unwrap();
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn catch_up_resumes_inside_a_kpl_aggregate_and_applies_filters() {
+    use bytes::Bytes;
+    use kinesis_relay_api::kpl;
+
+    let mut config = fast_config(&["kpl-catch-up"]);
+    // Holds the aggregates until the plain records overrun it.
+    config.rings = RingLimits {
+        max_bytes: 64 << 10,
+        ..small_ring()
+    };
+    let (emulator, relay) = relay_on_unlimited_shard("kpl-catch-up", config).await;
+    let kinesis = client_for(&emulator.endpoint_url());
+    let mut grpc = connect(relay.local_addr).await;
+    let aggregates: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|a| {
+            let users: Vec<_> = (0..20)
+                .map(|u| kpl::UserRecord {
+                    partition_key: format!("user-{u}"),
+                    explicit_hash_key: None,
+                    data: Bytes::from(format!("agg-{a}-user-{u}")),
+                })
+                .collect();
+            ("outer".to_owned(), kpl::aggregate(&users).to_vec())
+        })
+        .collect();
+    put(&kinesis, "kpl-catch-up", &aggregates).await;
+    let mut subscription = subscribe(
+        &mut grpc,
+        SubscribeRequest {
+            max_records_per_batch: 7,
+            ..request("kpl-catch-up", StartingPosition::Earliest(v1::Earliest {}))
+        },
+    )
+    .await;
+    let seen = receive(&mut subscription, 30).await;
+    drop(subscription);
+    let last = &seen.records.last().unwrap().record;
+    assert!(
+        last.sub_sequence_number.is_some_and(|sub| sub < 19),
+        "the cursor stops inside an aggregate"
+    );
+    let plain = numbered("plain", 1500, 4);
+    put(&kinesis, "kpl-catch-up", &plain).await;
+    wait_overrun(&relay).await;
+
+    let users: Vec<String> = (0..3)
+        .flat_map(|a| (0..20).map(move |u| format!("agg-{a}-user-{u}")))
+        .collect();
+    let expected: Vec<String> = users
+        .into_iter()
+        .chain(texts(&plain))
+        .skip(seen.records.len())
+        .collect();
+    let mut resumed = subscribe(&mut grpc, after("kpl-catch-up", &seen.last_cursor)).await;
+    let delivery = receive(&mut resumed, expected.len()).await;
+    check_order(&delivery.records);
+    assert_eq!(data(&delivery.records), expected);
+
+    // The subscriber's partition-key filter applies to records read from Kinesis too.
+    let mut filtered = subscribe(
+        &mut grpc,
+        SubscribeRequest {
+            partition_keys: vec!["key-1".into()],
+            ..after("kpl-catch-up", &seen.last_cursor)
+        },
+    )
+    .await;
+    let want: Vec<String> = plain
+        .iter()
+        .filter(|(key, _)| key == "key-1")
+        .map(|(_, data)| String::from_utf8_lossy(data).into_owned())
+        .collect();
+    let delivery = receive(&mut filtered, want.len()).await;
+    assert_eq!(data(&delivery.records), want);
     relay.shutdown().await.unwrap();
     emulator.shutdown().await;
 }
