@@ -100,8 +100,22 @@ async fn a_cursor_older_than_the_ring_resumes_from_kinesis_exactly_once() {
         .chain(texts(&second))
         .skip(seen.records.len())
         .collect();
+    // More records arrive while it catches up: the ring's floor moves under it, and it
+    // keeps reading Kinesis until the ring holds what follows.
+    let during = numbered("during", 1500, 4);
+    let writer = {
+        let kinesis = kinesis.clone();
+        let during = during.clone();
+        tokio::spawn(async move {
+            for chunk in during.chunks(100) {
+                put(&kinesis, "past-ring", chunk).await;
+            }
+        })
+    };
+    let expected: Vec<String> = expected.into_iter().chain(texts(&during)).collect();
     let mut resumed = subscribe(&mut grpc, after("past-ring", &seen.last_cursor)).await;
     let delivery = receive(&mut resumed, expected.len()).await;
+    writer.await.unwrap();
     check_order(&delivery.records);
     assert_eq!(
         data(&delivery.records),
@@ -649,6 +663,46 @@ async fn catch_up_resumes_inside_a_kpl_aggregate_and_applies_filters() {
         .collect();
     let delivery = receive(&mut filtered, want.len()).await;
     assert_eq!(data(&delivery.records), want);
+    relay.shutdown().await.unwrap();
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn heartbeats_report_progress_while_records_come_from_kinesis() {
+    let mut config = fast_config(&["progress"]);
+    config.rings = small_ring();
+    // A slow catch-up: two calls a second of 100 records.
+    config.catch_up.records_per_call = 100;
+    config.catch_up.rates.calls = 2.0;
+    let (emulator, relay) = relay_on_unlimited_shard("progress", config).await;
+    let kinesis = client_for(&emulator.endpoint_url());
+    let mut grpc = connect(relay.local_addr).await;
+    put(&kinesis, "progress", &numbered("early", 10, 2)).await;
+    let mut subscription = subscribe(
+        &mut grpc,
+        request("progress", StartingPosition::Earliest(v1::Earliest {})),
+    )
+    .await;
+    let cursor = receive(&mut subscription, 10).await.last_cursor;
+    drop(subscription);
+    let sent = numbered("progress", 600, 4);
+    put(&kinesis, "progress", &sent).await;
+    wait_overrun(&relay).await;
+    let mut resumed = subscribe(&mut grpc, after("progress", &cursor)).await;
+    let delivery = receive(&mut resumed, sent.len()).await;
+    assert_eq!(data(&delivery.records), texts(&sent));
+    let behind: Vec<i64> = delivery
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            Event::Heartbeat(heartbeat) => heartbeat.shards.first().map(|s| s.millis_behind_latest),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        behind.iter().any(|&millis| millis > 0),
+        "heartbeats while catching up say how far behind the tip it is: {behind:?}"
+    );
     relay.shutdown().await.unwrap();
     emulator.shutdown().await;
 }
