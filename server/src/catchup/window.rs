@@ -91,9 +91,16 @@ impl WindowState {
             return Some(0);
         }
         match from {
+            // Past the last record fetched, the reader would have to fetch what lies between
+            // for nothing (the position may be far ahead): only a position it has reached.
             From::After(position) => match self.ring.seek_after(position) {
-                Seek::At(index) => Some(index),
-                Seek::TooOld => None,
+                Seek::At(index)
+                    if index < self.ring.end()
+                        || self.ring.position_before(index) == *position =>
+                {
+                    Some(index)
+                }
+                _ => None,
             },
             From::AtTimestamp(at) => match self.ring.seek_time(*at) {
                 Seek::At(index) => Some(index),

@@ -230,7 +230,9 @@ async fn follow(
     let starting_position = match (cursor.clone(), &settings.initial_position) {
         (Some(cursor), _) => StartingPosition::AfterCursor(cursor),
         (None, InitialPosition::Latest) => StartingPosition::Latest(v1::Latest {}),
-        (None, InitialPosition::TrimHorizon) => StartingPosition::Earliest(v1::Earliest {}),
+        // The oldest record Kinesis holds: the upstream relay reads it from Kinesis when
+        // its ring no longer holds it.
+        (None, InitialPosition::TrimHorizon) => StartingPosition::TrimHorizon(v1::TrimHorizon {}),
         (None, InitialPosition::AtTimestamp(at)) => {
             StartingPosition::AtTimestamp(crate::subscription::timestamp(*at))
         }

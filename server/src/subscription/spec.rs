@@ -111,7 +111,8 @@ pub enum OpenError {
 /// Why a running subscription ends early. Each carries the cursor to resume from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stop {
-    /// It fell behind the ring under DISCONNECT (or under CATCH_UP with no reader free).
+    /// It fell behind the ring under DISCONNECT (or under CATCH_UP on a relay that reads
+    /// another relay, which cannot read Kinesis).
     Lagged {
         /// The shard where it fell behind.
         shard: String,
