@@ -75,12 +75,12 @@ pub struct CatchUpSettings {
 impl Default for CatchUpSettings {
     fn default() -> Self {
         Self {
-            max_readers: 64,
+            max_readers: 16,
             rates: Rates {
                 calls: 5.0,
                 bytes: 2.0 * 1024.0 * 1024.0,
             },
-            buffer_bytes: 8 << 20,
+            buffer_bytes: 4 << 20,
             records_per_call: 10_000,
             idle_poll: Duration::from_secs(1),
             idle_grace: Duration::from_secs(5),

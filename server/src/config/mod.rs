@@ -94,8 +94,9 @@ pub struct Cli {
     pub on_lag: OnLag,
 
     /// Catch-up readers (GetRecords, for positions older than the ring) running at once
-    /// per stream; a subscriber finding none free gets UNAVAILABLE and retries.
-    #[arg(long, env = "KINESIS_RELAY_CATCH_UP_READERS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    /// per stream; a subscriber finding none free gets UNAVAILABLE and retries. Each holds
+    /// up to --catch-up-buffer plus one GetRecords response (at most 10 MiB).
+    #[arg(long, env = "KINESIS_RELAY_CATCH_UP_READERS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub catch_up_readers: u32,
 
     /// GetRecords calls per second per shard that catch-up may make (Kinesis allows 5 per
@@ -109,7 +110,7 @@ pub struct Cli {
     pub catch_up_bytes_per_shard: usize,
 
     /// Bytes a catch-up reader fetches ahead of its subscribers.
-    #[arg(long, env = "KINESIS_RELAY_CATCH_UP_BUFFER", default_value = "8MiB", value_parser = parse_bytes)]
+    #[arg(long, env = "KINESIS_RELAY_CATCH_UP_BUFFER", default_value = "4MiB", value_parser = parse_bytes)]
     pub catch_up_buffer: usize,
 
     /// How long a Subscribe on a stream that is still STARTING waits (with heartbeats)
