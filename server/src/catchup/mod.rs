@@ -142,6 +142,9 @@ pub struct CatchUp {
     readers: Mutex<HashMap<String, Vec<Weak<Window>>>>,
     shutdown: watch::Receiver<bool>,
     retention: Mutex<Option<Retention>>,
+    /// Bumped whenever a reader fetched records or ended: wakes the subscribers catching
+    /// up (and only them; live subscribers wait on the hub).
+    changes: watch::Sender<u64>,
     /// Counters.
     pub counters: CatchUpCounters,
 }
@@ -162,8 +165,18 @@ impl CatchUp {
             readers: Mutex::new(HashMap::new()),
             shutdown,
             retention: Mutex::new(None),
+            changes: watch::Sender::new(0),
             counters: CatchUpCounters::default(),
         })
+    }
+
+    /// A receiver that wakes whenever a reader of this stream fetched records or ended.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn notify(&self) {
+        self.changes.send_modify(|version| *version += 1);
     }
 
     /// The stream.

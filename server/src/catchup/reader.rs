@@ -69,7 +69,7 @@ pub(super) async fn run(catch_up: Arc<CatchUp>, window: Arc<Window>) {
         }
     }
     reader.window.lock().stopped = true;
-    catch_up.hub.notify();
+    catch_up.notify();
     catch_up
         .counters
         .readers_running
@@ -304,7 +304,7 @@ impl Reader {
                 }
             }
         }
-        catch_up.hub.notify();
+        catch_up.notify();
         match next {
             None => Step::Stop,
             Some(next) => {
@@ -365,7 +365,7 @@ impl Reader {
         if self.failures >= catch_up.settings.max_failures || kind == ErrorKind::NotFound {
             warn!(stream = catch_up.hub.name(), shard = %self.window.shard_id, kind = kind.label(), cause, "catch-up reader gave up");
             self.window.lock().failed = Some(cause);
-            catch_up.hub.notify();
+            catch_up.notify();
             return Step::Stop;
         }
         debug!(stream = catch_up.hub.name(), shard = %self.window.shard_id, kind = kind.label(), cause, "catch-up call failed, backing off");

@@ -95,8 +95,7 @@ impl WindowState {
             // for nothing (the position may be far ahead): only a position it has reached.
             From::After(position) => match self.ring.seek_after(position) {
                 Seek::At(index)
-                    if index < self.ring.end()
-                        || self.ring.position_before(index) == *position =>
+                    if index < self.ring.end() || self.ring.position_before(index) == *position =>
                 {
                     Some(index)
                 }

@@ -267,12 +267,6 @@ impl StreamHub {
         self.version.send_modify(|version| *version += 1);
     }
 
-    /// Wakes the subscribers: something they read besides the rings changed (a catch-up
-    /// reader fetched records).
-    pub fn notify(&self) {
-        self.bump();
-    }
-
     /// A receiver that wakes on every change.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.version.subscribe()

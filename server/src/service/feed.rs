@@ -37,6 +37,9 @@ pub(super) struct Feed {
     pub(super) subscription: Subscription,
     /// Ticks whenever the hub changes.
     pub(super) changes: watch::Receiver<u64>,
+    /// Ticks whenever a catch-up reader of the stream fetched records (none for a relay
+    /// that reads another relay); waited on only while this subscriber catches up.
+    pub(super) catch_up_changes: Option<watch::Receiver<u64>>,
     /// Responses read from the ring, not yet handed to the transport.
     pub(super) pending: VecDeque<EncodedResponse>,
     /// Where a read of the ring puts its responses (kept to reuse its allocation).
@@ -149,6 +152,9 @@ impl Feed {
             // Mark the version seen before reading, so that an append after the read wakes
             // the wait below.
             self.changes.borrow_and_update();
+            if let Some(changes) = &mut self.catch_up_changes {
+                changes.borrow_and_update();
+            }
             match self.subscription.poll(&self.hub, &mut self.read) {
                 Err(stop) => return Some(Err(self.stopped_status(stop))),
                 Ok(progressed) => {
@@ -158,9 +164,16 @@ impl Feed {
                     }
                 }
             }
+            let catching_up = self.subscription.catching_up();
             let deadline_timer = &mut self.deadline_timer;
             tokio::select! {
                 changed = self.changes.changed() => if changed.is_err() { return None },
+                Some(Ok(())) = async {
+                    match &mut self.catch_up_changes {
+                        Some(changes) => Some(changes.changed().await),
+                        None => None,
+                    }
+                }, if catching_up => {}
                 () = async {
                     match deadline_timer {
                         Some(timer) => timer.as_mut().await,

@@ -209,12 +209,14 @@ impl RelayService {
         let key = self.admission_key(&principal, peer);
         let ticket = self.access.admission.admit(&key)?;
         let catch_up = self.catch_ups.get(hub.name()).cloned();
+        let catch_up_changes = catch_up.as_ref().map(|catch_up| catch_up.changes());
         let subscription =
             Subscription::open_or_wait(&hub, catch_up, spec, self.settings.starting_wait)
                 .map_err(|err| Status::new(open_error_code(&err), err.to_string()))?;
         let feed = Feed {
             _guard: hub.add_subscriber(),
             changes: hub.changes(),
+            catch_up_changes,
             hub,
             _ticket: ticket,
             subscription,
