@@ -79,7 +79,7 @@ async fn relay_errors_map_to_their_exit_codes() {
 }
 
 #[tokio::test]
-async fn a_position_the_relay_no_longer_holds_exits_7() {
+async fn a_position_older_than_the_stream_retention_exits_7() {
     let setup = Setup::start_with(
         &[("client-range", 1)],
         RingLimits {
@@ -88,18 +88,22 @@ async fn a_position_the_relay_no_longer_holds_exits_7() {
         },
     )
     .await;
-    setup.put("client-range", &numbered("old", 100, 3)).await;
-    let relay = setup.relay.as_ref().unwrap();
-    common::eventually("records to fall off the ring", || {
-        let state = relay.hubs[0].read();
-        let slot = state.shards.values().next().unwrap();
-        slot.last_sequence().is_some() && slot.ring.len() < 100
-    })
-    .await;
+    let sequences = setup.put("client-range", &numbered("old", 100, 3)).await;
+    // The old records pass the stream's retention (24 h); one new record stays.
+    setup
+        .emulator
+        .handle()
+        .age_records("client-range", Duration::from_secs(25 * 3600))
+        .unwrap();
+    setup.put("client-range", &numbered("new", 1, 1)).await;
     let mut cursor = Cursor::new("client-range");
-    cursor
-        .shards
-        .insert("shardId-000000000000".into(), Position::Start);
+    cursor.shards.insert(
+        "shardId-000000000000".into(),
+        Position::After {
+            sequence: sequences[50].parse().unwrap(),
+            sub_sequence: None,
+        },
+    );
     let from = format!("cursor:{}", cursor.encode());
     let old = run(setup.client(&["subscribe", "--from", &from])).await;
     assert_eq!(old.code, 7, "{}", old.stderr);

@@ -200,8 +200,10 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
         .collect();
     let ingest = Arc::new(config.ingest);
     // An upstream relay serves old cursors itself: only a relay reading Kinesis catches up.
+    // --catch-up-readers 0 turns it off (e.g. without GetRecords permissions).
     let catch_ups: Vec<Arc<CatchUp>> = match &ingest.upstream {
         Some(_) => Vec::new(),
+        None if config.catch_up.max_readers == 0 => Vec::new(),
         None => hubs
             .iter()
             .map(|hub| {

@@ -199,6 +199,7 @@ async fn a_stalled_subscriber_gets_its_policy_while_the_others_keep_up() {
     let mut stalled = subscribe(
         &mut grpc,
         SubscribeRequest {
+            on_lag: v1::LagPolicy::Disconnect.into(),
             max_records_per_batch: 10,
             ..request("stall", StartingPosition::Latest(v1::Latest {}))
         },
@@ -268,17 +269,16 @@ async fn a_stalled_subscriber_gets_its_policy_while_the_others_keep_up() {
     );
     assert!(before_cut < 4000);
     let cursor = cursor_of(&status).expect("the status carries the cursor");
-    // Its position is gone from the ring: resuming says so and names the oldest position.
-    let refused = grpc
+    // Its position is gone from the ring: resuming reads the rest from Kinesis, exactly.
+    let mut resumed = grpc
         .subscribe(request("stall", StartingPosition::AfterCursor(cursor)))
         .await
-        .expect_err("resuming behind the ring is refused");
-    assert_eq!(refused.code(), Code::OutOfRange);
-    assert!(
-        refused.message().contains("oldest"),
-        "{}",
-        refused.message()
-    );
+        .expect("resuming behind the ring is served from Kinesis")
+        .into_inner();
+    let rest = receive(&mut resumed, 4000 - before_cut).await;
+    check_order(&rest.records);
+    assert_eq!(rest.records.len(), 4000 - before_cut);
+    drop(resumed);
 
     // The SKIP subscriber gets a gap and goes on to the end.
     let mut received = 0u64;
@@ -471,10 +471,12 @@ async fn invalid_requests_get_the_right_status_and_say_what_to_fix() {
 }
 
 #[tokio::test]
-async fn a_position_older_than_the_ring_is_out_of_range() {
+async fn with_catch_up_off_a_position_older_than_the_ring_is_out_of_range() {
     let emulator = fast_emulator().stream("range", 1).start().await.unwrap();
     let mut config = fast_config(&["range"]);
     config.rings.max_bytes = 32 << 10;
+    // --catch-up-readers 0: the relay does not read older records from Kinesis.
+    config.catch_up.max_readers = 0;
     let relay = start_relay(&emulator, config).await;
     wait_active(&relay).await;
     let mut grpc = connect(relay.local_addr).await;

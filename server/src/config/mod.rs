@@ -95,8 +95,9 @@ pub struct Cli {
 
     /// Catch-up readers (GetRecords, for positions older than the ring) running at once
     /// per stream; a subscriber finding none free gets UNAVAILABLE and retries. Each holds
-    /// up to --catch-up-buffer plus one GetRecords response (at most 10 MiB).
-    #[arg(long, env = "KINESIS_RELAY_CATCH_UP_READERS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    /// up to --catch-up-buffer plus one GetRecords response (at most 10 MiB). 0 turns
+    /// catch-up off: positions older than the ring get OUT_OF_RANGE.
+    #[arg(long, env = "KINESIS_RELAY_CATCH_UP_READERS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub catch_up_readers: u32,
 
     /// GetRecords calls per second per shard that catch-up may make (Kinesis allows 5 per

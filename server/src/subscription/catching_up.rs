@@ -71,6 +71,8 @@ impl Subscription {
         let reader_gone = state.stopped && !state.finished && attached.next >= state.ring.end();
         if attached.next < state.ring.base() || reader_gone {
             // Fell behind the window, or its reader stopped: read on with another reader.
+            // (The window's lock goes first: dropping the attachment takes it.)
+            drop(state);
             position.source = Source::Pending(From::After(position.last.clone()));
             return Ok(true);
         }
