@@ -545,6 +545,9 @@ async fn an_expired_position_is_a_gap_under_skip_and_out_of_range_otherwise() {
         status.message()
     );
     let resume = cursor_of(&status).expect("a resume cursor");
+    // Its position names no record; where Kinesis refuses an iterator there, the relay
+    // reads from the oldest record instead.
+    handle.fail_next("GetShardIterator", 1, "InvalidArgumentException");
     let mut resumed = subscribe(&mut grpc, after("expiring", &resume)).await;
     let delivery = receive(&mut resumed, new.len()).await;
     assert_eq!(data(&delivery.records), texts(&new));

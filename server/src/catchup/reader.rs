@@ -188,10 +188,14 @@ impl Reader {
                 .map(str::to_owned)
                 .ok_or(Step::Wait(catch_up.settings.idle_poll)),
             Ok(Err(err)) => Err(match classify(&err) {
-                // The sequence number is not one Kinesis holds (trimmed): read from the
-                // oldest record; the expiry check then reports the gap.
-                ErrorKind::InvalidArgument
-                    if self.last.is_none() && self.check_expiry.is_some() =>
+                // The sequence number is not one Kinesis holds (trimmed, or the position
+                // just before the oldest record that an expiry's resume cursor names; some
+                // implementations answer ResourceNotFound): read from the oldest record,
+                // and the expiry check tells whether anything after the position is gone.
+                ErrorKind::InvalidArgument | ErrorKind::NotFound
+                    if self.last.is_none()
+                        && self.check_expiry.is_some()
+                        && matches!(start, From::After(Position::After { .. })) =>
                 {
                     self.window.lock().start = From::After(Position::Start);
                     Step::Continue
