@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::{
+    catchup,
     cell::{self, CellSpec},
     loopback, plot, report, serve, soak,
     systems::{Placement, System},
@@ -44,6 +45,11 @@ pub struct Cli {
     /// `soak.rs`); prints RSS and open files before and after.
     #[arg(long)]
     pub soak: bool,
+    /// Instead of the matrix: catch-up (see `catchup/`): one shard read back from the
+    /// emulator with and without its GetRecords limits, and 100 subscribers catching up at
+    /// once beside live subscribers. With --quick, fewer records (a smoke test).
+    #[arg(long, conflicts_with = "soak")]
+    pub catch_up: bool,
     /// Connect-subscribe-drop cycles of the soak run (default 36,000: ten a second for an
     /// hour).
     #[arg(long, default_value_t = 36_000)]
@@ -77,6 +83,12 @@ pub enum Serve {
         /// The relay's --coalesce-writes.
         #[arg(long, default_value = "on")]
         coalesce_writes: kinesis_relay::config::Switch,
+        /// Start every shard at the newest record (older ones are caught up).
+        #[arg(long)]
+        from_latest: bool,
+        /// Lift catch-up's GetRecords budget (for an emulator without limits).
+        #[arg(long)]
+        unbudgeted_catch_up: bool,
     },
 }
 
@@ -98,13 +110,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     max_connections,
                     setup_timeout_ms,
                     coalesce_writes,
+                    from_latest,
+                    unbudgeted_catch_up,
                 } => {
                     let limits = serve::Limits {
                         max_connections,
                         setup_timeout: Duration::from_millis(setup_timeout_ms),
                         coalesce_writes: coalesce_writes == kinesis_relay::config::Switch::On,
                     };
-                    serve::relay(&endpoint_url, ring_bytes, limits).await
+                    let reading = serve::Reading {
+                        from_latest,
+                        unbudgeted_catch_up,
+                    };
+                    serve::relay(&endpoint_url, ring_bytes, limits, reading).await
                 }
             }
         });
@@ -112,6 +130,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.soak {
         let runtime = tokio::runtime::Runtime::new()?;
         return runtime.block_on(soak::run(cli.soak_cycles));
+    }
+    if cli.catch_up {
+        let placement = place(cli.no_pin)?;
+        let machine = report::Machine::describe(&placement, 0.0);
+        let machine = format!(
+            "{} x {}, {:.1} GiB, Linux {}; {}",
+            machine.cpus, machine.cpu, machine.mem_gib, machine.kernel, machine.placement
+        );
+        eprintln!("{machine}");
+        let runtime = tokio::runtime::Runtime::new()?;
+        let sizes = catchup::Sizes::new(cli.quick);
+        return runtime.block_on(catchup::run(sizes, &placement, &machine));
     }
     bench(cli)
 }
@@ -146,26 +176,7 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
     let loopback = loopback::measure(Duration::from_millis(1500))?;
     eprintln!("loopback TCP ceiling: {:.0} MB/s", loopback / 1e6);
 
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let placement = if cli.no_pin || cpus < 2 {
-        Placement {
-            server_cpus: None,
-            client_cpus: None,
-        }
-    } else {
-        // The last CPU for the server, the others for the publisher, the subscribers and
-        // the relay's upstream. Pin this process before the runtime starts its threads.
-        let client = if cpus == 2 {
-            "0".to_owned()
-        } else {
-            format!("0-{}", cpus - 2)
-        };
-        pin_self(&client)?;
-        Placement {
-            server_cpus: Some((cpus - 1).to_string()),
-            client_cpus: Some(client),
-        }
-    };
+    let placement = place(cli.no_pin)?;
     let machine = report::Machine::describe(&placement, loopback);
     eprintln!("{}", machine.summary());
 
@@ -207,6 +218,31 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
         png.display()
     );
     Ok(())
+}
+
+/// Where the server and the load side run: the server on the last CPU, everything else
+/// (this process included) on the others, unless `no_pin` or there is one CPU.
+fn place(no_pin: bool) -> anyhow::Result<Placement> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Ok(if no_pin || cpus < 2 {
+        Placement {
+            server_cpus: None,
+            client_cpus: None,
+        }
+    } else {
+        // The last CPU for the server, the others for the publisher, the subscribers and
+        // the relay's upstream. Pin this process before the runtime starts its threads.
+        let client = if cpus == 2 {
+            "0".to_owned()
+        } else {
+            format!("0-{}", cpus - 2)
+        };
+        pin_self(&client)?;
+        Placement {
+            server_cpus: Some((cpus - 1).to_string()),
+            client_cpus: Some(client),
+        }
+    })
 }
 
 /// Pins this process (and the threads it starts later) to `cpus` with taskset.

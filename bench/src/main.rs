@@ -11,9 +11,12 @@
 //! - [`loopback`]: the plain-socket loopback TCP ceiling.
 //! - [`report`]: Markdown and CSV; [`plot`]: the PNG.
 //! - [`soak`]: connection churn at the relay's limits, RSS and open files before and after.
+//! - [`catchup`]: reading a shard back from Kinesis (the emulator) for subscribers older
+//!   than the relay's ring, and 100 of them sharing one reader beside live subscribers.
 //! - [`serve`]: the `serve-emulator` / `serve-relay` subcommands the harness re-executes
 //!   itself as, so the relay runs in its own process.
 
+mod catchup;
 mod cell;
 mod cli;
 mod loopback;

@@ -44,6 +44,11 @@ pub fn make(seq: u64, stamp_ns: u64, kind: Kind, size: usize) -> Bytes {
     buf.freeze()
 }
 
+/// Whether `data` is a payload of `kind`.
+pub fn is(data: &[u8], kind: Kind) -> bool {
+    data.get(HEADER - 1) == Some(&(kind as u8))
+}
+
 /// What one subscriber has seen. Only its own task writes it.
 #[derive(Debug)]
 pub struct SubStats {
@@ -90,7 +95,7 @@ impl SubStats {
             self.repeats.fetch_add(1, Ordering::Relaxed);
         }
         self.received.fetch_add(1, Ordering::Relaxed);
-        if data[16] == Kind::Timed as u8 {
+        if is(data, Kind::Timed) {
             let micros = now_ns().saturating_sub(stamp) / 1_000;
             if let Ok(mut hist) = latency.lock() {
                 hist.saturating_record(micros.max(1));

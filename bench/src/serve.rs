@@ -4,9 +4,10 @@
 
 use std::{io::Write, net::SocketAddr, time::Duration};
 
-use kinesis_emulator::Emulator;
+use kinesis_emulator::{Emulator, EmulatorBuilder};
 use kinesis_relay::{
     AdminSettings, RelayConfig, SecuritySettings,
+    catchup::{CatchUpSettings, budget::Rates},
     connections::limits::ConnectionLimits,
     embedded::client_for,
     hub::{ReaderState, RingLimits},
@@ -19,16 +20,19 @@ use kinesis_relay_api::v1::StreamStatus;
 /// The stream every relay cell uses: one shard, so sequence numbers arrive in order.
 pub const STREAM: &str = "bench";
 
-/// Runs the emulator with [`STREAM`] (push delay zero, limits off) and prints
-/// `ENDPOINT <url>`.
-pub async fn emulator() -> anyhow::Result<()> {
-    let emulator = Emulator::builder()
+/// The relay's upstream in every run: [`STREAM`], records pushed at once, consumers active
+/// after 50 ms; AWS's per-shard limits (writes, GetRecords) when `limits` is on.
+pub fn emulator_builder(limits: bool) -> EmulatorBuilder {
+    Emulator::builder()
         .stream(STREAM, 1)
         .push_delay(Duration::ZERO)
-        .limits(false)
+        .limits(limits)
         .consumer_activation_delay(Duration::from_millis(50))
-        .start()
-        .await?;
+}
+
+/// Runs the emulator with [`STREAM`] (limits off) and prints `ENDPOINT <url>`.
+pub async fn emulator() -> anyhow::Result<()> {
+    let emulator = emulator_builder(false).start().await?;
     announce(&format!("ENDPOINT {}", emulator.endpoint_url()))?;
     std::future::pending::<()>().await;
     Ok(())
@@ -45,15 +49,42 @@ pub struct Limits {
     pub coalesce_writes: bool,
 }
 
+/// How the relay under test reads Kinesis.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reading {
+    /// Shards start at the newest record rather than the oldest, so records written
+    /// before the relay started are not in its ring and are read by catch-up.
+    pub from_latest: bool,
+    /// Catch-up's GetRecords budget is lifted, to measure how fast the relay itself reads
+    /// from an emulator without limits.
+    pub unbudgeted_catch_up: bool,
+}
+
 /// Runs the relay on `endpoint` with default serving settings and a `ring_bytes` ring,
 /// waits until it reads every shard, then prints `LISTEN <addr> <metrics addr>`.
-pub async fn relay(endpoint: &str, ring_bytes: u64, limits: Limits) -> anyhow::Result<()> {
+pub async fn relay(
+    endpoint: &str,
+    ring_bytes: u64,
+    limits: Limits,
+    reading: Reading,
+) -> anyhow::Result<()> {
+    let mut catch_up = CatchUpSettings::default();
+    if reading.unbudgeted_catch_up {
+        catch_up.rates = Rates {
+            calls: 1e6,
+            bytes: 1e15,
+        };
+    }
     let config = RelayConfig {
         streams: vec![STREAM.to_owned()],
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         ingest: IngestSettings {
             consumer_name: "bench".into(),
-            initial_position: InitialPosition::TrimHorizon,
+            initial_position: if reading.from_latest {
+                InitialPosition::Latest
+            } else {
+                InitialPosition::TrimHorizon
+            },
             min_subscribe_interval: Duration::from_millis(100),
             ..IngestSettings::default()
         },
@@ -61,7 +92,7 @@ pub async fn relay(endpoint: &str, ring_bytes: u64, limits: Limits) -> anyhow::R
             max_bytes: usize::try_from(ring_bytes)?,
             ..RingLimits::default()
         },
-        catch_up: Default::default(),
+        catch_up,
         serve: ServeSettings::default(),
         // The delay histogram the harness reads.
         admin: AdminSettings {

@@ -85,8 +85,32 @@ pub struct Server {
     pub metrics: Option<String>,
     /// For the relay: the HTTP/2 frame size its subscribers accept.
     pub client_frame_size: u32,
-    /// The processes, the measured one last; killed on drop (`kill_on_drop`).
-    _children: Vec<Child>,
+    /// The processes, each started after those it depends on (the relay after its
+    /// emulator), the measured one last; stopped in reverse order on drop.
+    children: Vec<Child>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Last started first, and each only once it has exited: the relay reads from its
+        // emulator, so an emulator killed first cuts the relay's upstream connections and
+        // the dying relay logs their errors ("unexpected EOF during chunk size line").
+        for child in self.children.iter_mut().rev() {
+            stop(child);
+        }
+    }
+}
+
+/// Kills `child` and waits (at most 5 s) until it has exited.
+fn stop(child: &mut Child) {
+    if child.start_kill().is_err() {
+        // Already exited (and reaped).
+        return;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Starts `system`, pinned as `placement` says, and waits until it accepts clients.
@@ -159,7 +183,7 @@ async fn finish_tcp_start(system: System, child: Child, addr: String) -> anyhow:
         upstream: None,
         metrics: None,
         client_frame_size: DEFAULT_FRAME_SIZE,
-        _children: vec![child],
+        children: vec![child],
     })
 }
 

@@ -9,13 +9,15 @@ use aws_sdk_kinesis::{primitives::Blob, types::PutRecordsRequestEntry};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use kinesis_relay_api::v1::{
-    DescribeStreamRequest, LagPolicy, Latest, SubscribeRequest, relay_client::RelayClient,
-    subscribe_request, subscribe_response::Event,
+    DescribeStreamRequest, LagPolicy, Latest, SubscribeRequest, SubscribeResponse,
+    relay_client::RelayClient, subscribe_request, subscribe_response::Event,
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
+    process::Child,
     task::JoinHandle,
 };
+use tonic::Streaming;
 
 use super::{Placement, Server, System, ready_line, spawn};
 use crate::{payload::SubStats, serve::STREAM};
@@ -28,39 +30,72 @@ pub async fn start(
     client_frame_size: u32,
     extra: &[String],
 ) -> anyhow::Result<Server> {
-    let exe = std::env::current_exe().context("locating the bench binary")?;
-    let exe = exe.to_str().context("bench binary path is not UTF-8")?;
+    let exe = bench_exe()?;
     let mut emulator = spawn(
         placement.client_cpus.as_deref(),
-        exe,
+        &exe,
         &["serve-emulator"],
         true,
     )?;
     let endpoint = ready_line(&mut emulator, "ENDPOINT").await?;
+    let upstream = vec![emulator];
+    start_on(
+        placement,
+        &endpoint,
+        upstream,
+        ring_bytes,
+        client_frame_size,
+        extra,
+    )
+    .await
+}
+
+/// Starts the relay on the emulator at `endpoint`, served by the processes `upstream` (none
+/// when the emulator runs in the harness), which the returned server stops after the relay.
+pub async fn start_on(
+    placement: &Placement,
+    endpoint: &str,
+    upstream: Vec<Child>,
+    ring_bytes: u64,
+    client_frame_size: u32,
+    extra: &[String],
+) -> anyhow::Result<Server> {
+    let exe = bench_exe()?;
     let ring_bytes = ring_bytes.to_string();
     let mut args = vec![
         "serve-relay",
         "--endpoint-url",
-        &endpoint,
+        endpoint,
         "--ring-bytes",
         &ring_bytes,
     ];
     args.extend(extra.iter().map(String::as_str));
-    let mut relay = spawn(placement.server_cpus.as_deref(), exe, &args, true)?;
+    let mut relay = spawn(placement.server_cpus.as_deref(), &exe, &args, true)?;
     let listen = ready_line(&mut relay, "LISTEN").await?;
     let (addr, metrics) = listen
         .split_once(' ')
         .context("the relay printed no metrics address")?;
     let pid = relay.id().context("relay exited at once")?;
+    let mut children = upstream;
+    children.push(relay);
     Ok(Server {
         system: System::Relay,
         pid,
         addr: addr.to_owned(),
-        upstream: Some(endpoint),
+        upstream: Some(endpoint.to_owned()),
         metrics: Some(metrics.to_owned()),
         client_frame_size,
-        _children: vec![emulator, relay],
+        children,
     })
+}
+
+/// This binary, which runs the servers as subcommands.
+fn bench_exe() -> anyhow::Result<String> {
+    let exe = std::env::current_exe().context("locating the bench binary")?;
+    Ok(exe
+        .to_str()
+        .context("bench binary path is not UTF-8")?
+        .to_owned())
 }
 
 pub fn publisher(server: &Server) -> anyhow::Result<super::Publisher> {
@@ -104,26 +139,13 @@ pub async fn subscribe(
     stats: Arc<SubStats>,
     latency: Arc<Mutex<Histogram<u64>>>,
 ) -> anyhow::Result<JoinHandle<()>> {
-    // Configured as kinesis-relay-client configures its channel (but for the frame size).
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))?
-        .max_frame_size(server.client_frame_size)
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .context("connecting to the relay")?;
-    let mut client = RelayClient::new(channel).max_decoding_message_size(64 << 20);
     let request = SubscribeRequest {
         stream: STREAM.to_owned(),
         starting_position: Some(subscribe_request::StartingPosition::Latest(Latest {})),
         on_lag: LagPolicy::Skip as i32,
         ..SubscribeRequest::default()
     };
-    // The relay fixes the starting position before it answers with headers.
-    let mut stream = client
-        .subscribe(request)
-        .await
-        .context("Subscribe")?
-        .into_inner();
+    let mut stream = open(server, request).await?;
     Ok(tokio::spawn(async move {
         while let Ok(Some(response)) = stream.message().await {
             if let Some(Event::Records(batch)) = response.event {
@@ -133,6 +155,36 @@ pub async fn subscribe(
             }
         }
     }))
+}
+
+/// Subscribes with `request` on a connection of its own; returns once the relay has fixed
+/// the starting position (it answers with headers only then).
+pub async fn open(
+    server: &Server,
+    request: SubscribeRequest,
+) -> anyhow::Result<Streaming<SubscribeResponse>> {
+    open_at(&server.addr, server.client_frame_size, request).await
+}
+
+/// [`open`] on the relay at `addr`, accepting HTTP/2 frames of `frame_size` bytes.
+pub async fn open_at(
+    addr: &str,
+    frame_size: u32,
+    request: SubscribeRequest,
+) -> anyhow::Result<Streaming<SubscribeResponse>> {
+    // Configured as kinesis-relay-client configures its channel (but for the frame size).
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .max_frame_size(frame_size)
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .context("connecting to the relay")?;
+    let mut client = RelayClient::new(channel).max_decoding_message_size(64 << 20);
+    Ok(client
+        .subscribe(request)
+        .await
+        .context("Subscribe")?
+        .into_inner())
 }
 
 /// Bytes the relay's ring holds now (DescribeStream), to tell the ring from per-subscriber
