@@ -44,6 +44,8 @@ use crate::{
 pub const RECORD_BYTES: usize = 1024;
 /// The relay's ring: its default; it holds only what arrives after the relay started.
 const RING_BYTES: u64 = 256 << 20;
+/// How much longer than its grace period an idle catch-up reader may take to stop.
+const RETIRE_MARGIN: Duration = Duration::from_secs(2);
 /// Filling with limits on: 90% of the shard's 1,000 records/s.
 const FILL_RATE: f64 = 900.0;
 
@@ -73,7 +75,11 @@ impl Sizes {
                 unlimited: 20_000,
                 crowd: 100,
                 live: 10,
-                live_rate: 200.0,
+                // Few live records: the shard's live records are read back too (until the
+                // subscribers join the ring), and with the 2,000 old ones they stay below
+                // a reader's 8 MiB buffer, so slow (debug) subscribers are never dropped
+                // from its window onto a second reader.
+                live_rate: 50.0,
                 baseline: Duration::from_secs(2),
             }
         } else {
@@ -230,6 +236,7 @@ async fn crowd(
     let records = sizes.limited;
     live.reset();
     let calls0 = upstream.get_records_calls();
+    let readers0 = upstream.iterator_calls();
     let cpu = Cpu::start(server);
     let started = Instant::now();
     match kind {
@@ -253,11 +260,13 @@ async fn crowd(
         tokio::time::sleep(upstream::longest_debt() + Duration::from_secs(1)).await;
     }
     if let Reader::Subscribers(n) = kind {
-        // Every call of this phase's reader counts: it may still be waiting out the debt of
-        // its last answer (one more call) or polling the tip, until its subscribers have
-        // joined the ring and it has been idle for its grace period.
+        // Every call of this phase's reader counts, and the next phase must not find it: it
+        // reads on until its subscribers have joined the ring, may then wait out the debt
+        // of its last answer and make one more call, and stops once it has had no
+        // subscriber for its grace period. So: no call for the longer of those, plus a
+        // margin for a busy relay.
         let settings = CatchUpSettings::default();
-        let quiet = upstream::longest_debt().max(settings.idle_grace) + settings.idle_poll;
+        let quiet = upstream::longest_debt().max(settings.idle_grace) + RETIRE_MARGIN;
         if !upstream.wait_quiet(quiet, Duration::from_secs(60)).await {
             eprintln!("catch-up: GetRecords calls went on 60 s after {n} subscribers caught up");
         }
@@ -266,6 +275,7 @@ async fn crowd(
     Ok(Crowd {
         kind,
         calls: upstream.get_records_calls() - calls0,
+        readers: upstream.iterator_calls() - readers0,
         secs,
         cpu_pct,
         harness_cpu_pct,
@@ -311,5 +321,5 @@ fn deadline(records: u64) -> Duration {
 /// share what it still holds instead of causing calls of its own).
 async fn retire() {
     let grace = CatchUpSettings::default().idle_grace;
-    tokio::time::sleep(grace + Duration::from_secs(1)).await;
+    tokio::time::sleep(grace + RETIRE_MARGIN).await;
 }

@@ -46,6 +46,8 @@ pub struct Crowd {
     pub kind: Reader,
     /// GetRecords calls from the start until the upstream was quiet.
     pub calls: u64,
+    /// Readers started over that time (GetShardIterator calls).
+    pub readers: u64,
     /// Until every subscriber had every record (the phase length for live only).
     pub secs: f64,
     /// The relay's CPU over that time, percent of one core.
@@ -118,9 +120,9 @@ pub fn table(
     );
     let _ = writeln!(
         out,
-        "| reading the shard back | GetRecords calls | calls vs one | time to every record s | relay CPU % | harness CPU % | live records | p50 ms | p99 ms | p99.9 ms | p99 vs none | p99 from send ms |"
+        "| reading the shard back | readers | GetRecords calls | calls vs one | time to every record s | relay CPU % | harness CPU % | live records | p50 ms | p99 ms | p99.9 ms | p99 vs none | p99 from send ms |"
     );
-    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     let find = |kind: Reader| crowds.iter().find(|c| c.kind == kind);
     let single = find(Reader::Subscribers(1)).map(|c| c.calls);
     let none = find(Reader::Nobody).map(|c| c.from_arrival.p99);
@@ -128,9 +130,10 @@ pub fn table(
     let change =
         |c: &Crowd| none.map(|base| (c.from_arrival.p99 as f64 / base.max(1) as f64 - 1.0) * 100.0);
     for c in crowds {
-        let (label, calls, versus, secs, change) = match c.kind {
+        let (label, readers, calls, versus, secs, change) = match c.kind {
             Reader::Nobody => (
                 "nothing (live only)".to_owned(),
+                "-".to_owned(),
                 "-".to_owned(),
                 "-".to_owned(),
                 format!("({:.0} s)", c.secs),
@@ -142,6 +145,7 @@ pub fn table(
                     Reader::Subscribers(n) => format!("{n} subscribers from trim_horizon"),
                     _ => "the harness, with GetRecords (no relay)".to_owned(),
                 },
+                c.readers.to_string(),
                 c.calls.to_string(),
                 match kind {
                     Reader::Subscribers(_) => ratio(c).map_or("-".into(), |r| format!("{r:.2}")),
@@ -153,7 +157,7 @@ pub fn table(
         };
         let _ = writeln!(
             out,
-            "| {label} | {calls} | {versus} | {secs} | {:.0} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {change} | {:.2} |",
+            "| {label} | {readers} | {calls} | {versus} | {secs} | {:.0} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {change} | {:.2} |",
             c.cpu_pct,
             c.harness_cpu_pct,
             c.from_arrival.count,
@@ -180,9 +184,15 @@ pub fn table(
     if let Some(crowd) = find(Reader::Subscribers(sizes.crowd))
         && let (Some(r), Some(pct)) = (ratio(crowd), change(crowd))
     {
+        let one = find(Reader::Subscribers(1)).map_or(0, |c| c.readers);
         let _ = writeln!(
             out,
-            "- shared reader: {} subscribers made {r:.2}x the GetRecords calls of one ({} calls against {}; target <= 1.10: {})",
+            "- shared reader: {} subscribers from one position were served by {} reader(s), one subscriber by {one} (GetShardIterator calls)",
+            sizes.crowd, crowd.readers
+        );
+        let _ = writeln!(
+            out,
+            "- GetRecords calls: {} subscribers made {r:.2}x the calls of one ({} against {}; target <= 1.10: {})",
             sizes.crowd,
             crowd.calls,
             single.unwrap_or(0),

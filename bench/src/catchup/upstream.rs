@@ -89,6 +89,12 @@ impl Upstream {
         self.handle.request_count("GetRecords")
     }
 
+    /// GetShardIterator requests received so far: one per catch-up reader started (and
+    /// one per iterator a reader renews, which a run this short never does).
+    pub fn iterator_calls(&self) -> u64 {
+        self.handle.request_count("GetShardIterator")
+    }
+
     /// Waits until no GetRecords request has arrived for `quiet` (every reader is idle or
     /// gone), at most `bound`; says whether it got quiet.
     pub async fn wait_quiet(&self, quiet: Duration, bound: Duration) -> bool {
