@@ -40,7 +40,7 @@ use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 use tracing::{error, info, warn};
 
 use crate::{
-    catchup::{CatchUp, CatchUpSettings},
+    catchup::{CatchUp, CatchUpSettings, turns::Turns},
     connections::{
         fd_limit,
         limits::{ConnectionLimits, ConnectionTable},
@@ -204,17 +204,23 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
     let catch_ups: Vec<Arc<CatchUp>> = match &ingest.upstream {
         Some(_) => Vec::new(),
         None if config.catch_up.max_readers == 0 => Vec::new(),
-        None => hubs
-            .iter()
-            .map(|hub| {
-                CatchUp::new(
-                    client.clone(),
-                    hub.clone(),
-                    config.catch_up.clone(),
-                    shutdown_rx.clone(),
-                )
-            })
-            .collect(),
+        None => {
+            let thread = catchup::thread::start(shutdown_rx.clone())
+                .context("starting the catch-up thread")?;
+            let turns = Turns::per_worker();
+            hubs.iter()
+                .map(|hub| {
+                    CatchUp::new(
+                        client.clone(),
+                        hub.clone(),
+                        config.catch_up.clone(),
+                        thread.clone(),
+                        turns.clone(),
+                        shutdown_rx.clone(),
+                    )
+                })
+                .collect()
+        }
     };
     for hub in &hubs {
         match &ingest.upstream {

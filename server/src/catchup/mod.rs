@@ -7,6 +7,9 @@
 //! - `reader.rs`: one task per reader: GetShardIterator, GetRecords, expiry, retries.
 //! - `window.rs`: what a reader fetched, shared by the subscribers attached to it.
 //! - `budget.rs`: the GetRecords calls and bytes per second per shard, shared by readers.
+//! - `thread.rs`: the low-priority thread the readers run on.
+//! - `turns.rs`: catching-up subscribers write in turns, so live ones never queue behind
+//!   them all.
 //!
 //! A subscription asks for catch-up when a position it must read from is older than the
 //! ring (a cursor, a timestamp, `trim_horizon`, or lag under `LAG_POLICY_CATCH_UP`); it
@@ -16,6 +19,8 @@
 
 pub mod budget;
 mod reader;
+pub mod thread;
+pub mod turns;
 pub mod window;
 
 use std::{
@@ -29,11 +34,12 @@ use std::{
 
 use aws_sdk_kinesis::Client;
 use kinesis_relay_api::cursor::Position;
-use tokio::sync::watch;
+use tokio::{runtime::Handle, sync::watch};
 use tracing::info;
 
 use self::{
     budget::{Budget, Rates},
+    turns::Turns,
     window::{Attached, Window},
 };
 use crate::hub::StreamHub;
@@ -57,10 +63,11 @@ pub struct CatchUpSettings {
     /// Bytes of records a reader holds ahead of its subscribers.
     pub buffer_bytes: usize,
     /// Records asked for per GetRecords call (Kinesis allows up to 10,000). About 1 MiB
-    /// of 1 KiB records: an answer is parsed on the relay's async workers, and a 10 MiB one
-    /// held them for 100+ ms (live subscribers' p99 went from 6 to 85 ms in the catch-up
-    /// benchmark; 11 ms with 1,000), while five calls a second of 1,000 still fill the
-    /// 2 MiB/s budget.
+    /// of 1 KiB records: a 10 MiB answer, parsed on the relay's async workers as it was
+    /// then, held them for 100+ ms (live subscribers' p99 went from 6 to 85 ms in the
+    /// catch-up benchmark; 11 ms with 1,000), and on the readers' own thread it still
+    /// holds 10 MiB per reader at once; five calls a second of 1,000 fill the 2 MiB/s
+    /// budget.
     pub records_per_call: i32,
     /// Wait between calls at the tip of a shard, or while subscribers have enough.
     pub idle_poll: Duration,
@@ -137,7 +144,14 @@ struct Retention {
 /// Catch-up of one stream.
 #[derive(Debug)]
 pub struct CatchUp {
+    /// For calls made from the async workers (DescribeStreamSummary).
     client: Client,
+    /// For the readers: the same configuration, its own connections (see `thread.rs`).
+    reader_client: Client,
+    /// The catch-up thread, where readers run.
+    thread: Handle,
+    /// Whose turn it is to write catch-up responses (shared by every stream).
+    turns: Turns,
     hub: Arc<StreamHub>,
     settings: Arc<CatchUpSettings>,
     budget: Budget,
@@ -154,15 +168,25 @@ pub struct CatchUp {
 }
 
 impl CatchUp {
-    /// Catch-up of `hub`'s stream through `client`.
+    /// Catch-up of `hub`'s stream through `client`, its readers running on `thread`
+    /// (see [`thread::start`]) and its subscribers writing in `turns`.
     pub fn new(
         client: Client,
         hub: Arc<StreamHub>,
         settings: CatchUpSettings,
+        thread: Handle,
+        turns: Turns,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Self> {
+        // `from_conf` gives the client a new default HTTP client, so a pool of its own:
+        // connections the readers open are driven by the catch-up thread, and must not
+        // carry the ingest's calls (nor the readers' calls ride the workers' connections).
+        let reader_client = Client::from_conf(client.config().clone());
         Arc::new(Self {
             client,
+            reader_client,
+            thread,
+            turns,
             budget: Budget::new(settings.rates),
             hub,
             settings: Arc::new(settings),
@@ -181,6 +205,11 @@ impl CatchUp {
 
     fn notify(&self) {
         self.changes.send_modify(|version| *version += 1);
+    }
+
+    /// Whose turn it is to write catch-up responses.
+    pub fn turns(&self) -> &Turns {
+        &self.turns
     }
 
     /// The stream.
@@ -221,7 +250,7 @@ impl CatchUp {
             .readers_running
             .fetch_add(1, Ordering::Relaxed);
         info!(stream = self.hub.name(), shard = shard_id, from = ?from, "catch-up reader started");
-        tokio::spawn(reader::run(self.clone(), window));
+        self.thread.spawn(reader::run(self.clone(), window));
         Ok(attached)
     }
 

@@ -164,7 +164,7 @@ impl Reader {
     async fn new_iterator(&mut self) -> Result<String, Step> {
         let catch_up = &self.catch_up;
         let request = catch_up
-            .client
+            .reader_client
             .get_shard_iterator()
             .stream_name(catch_up.hub.name())
             .shard_id(&self.window.shard_id);
@@ -213,7 +213,7 @@ impl Reader {
         let catch_up = self.catch_up.clone();
         let shard = self.window.shard_id.clone();
         let call = catch_up
-            .client
+            .reader_client
             .get_records()
             .shard_iterator(&iterator)
             .limit(catch_up.settings.records_per_call)

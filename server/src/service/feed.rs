@@ -20,6 +20,7 @@ use tracing::{debug, info};
 
 use super::encode::EncodedResponse;
 use crate::{
+    catchup::turns::Turns,
     connections::{ConnectionFate, limits::CloseReason},
     hub::{StreamHub, SubscriberGuard, ends::SubscriberEnd},
     log_budget::LogBudget,
@@ -40,6 +41,9 @@ pub(super) struct Feed {
     /// Ticks whenever a catch-up reader of the stream fetched records (none for a relay
     /// that reads another relay); waited on only while this subscriber catches up.
     pub(super) catch_up_changes: Option<watch::Receiver<u64>>,
+    /// Turns to read while catching up (see `crate::catchup::turns`); none for a relay
+    /// that reads another relay.
+    pub(super) turns: Option<Turns>,
     /// Responses read from the ring, not yet handed to the transport.
     pub(super) pending: VecDeque<EncodedResponse>,
     /// Where a read of the ring puts its responses (kept to reuse its allocation).
@@ -155,10 +159,20 @@ impl Feed {
             if let Some(changes) = &mut self.catch_up_changes {
                 changes.borrow_and_update();
             }
+            // A catching-up subscriber reads in its turn, and keeps it until the scheduler
+            // has run what was queued meanwhile, live subscribers first among them.
+            let turn = match &self.turns {
+                Some(turns) if self.subscription.catching_up() => Some(turns.take().await),
+                _ => None,
+            };
             match self.subscription.poll(&self.hub, &mut self.read) {
                 Err(stop) => return Some(Err(self.stopped_status(stop))),
                 Ok(progressed) => {
                     self.pending.extend(self.read.drain(..));
+                    if turn.is_some() && !self.pending.is_empty() {
+                        tokio::task::yield_now().await;
+                    }
+                    drop(turn);
                     if progressed || !self.pending.is_empty() {
                         continue;
                     }

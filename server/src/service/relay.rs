@@ -210,6 +210,7 @@ impl RelayService {
         let ticket = self.access.admission.admit(&key)?;
         let catch_up = self.catch_ups.get(hub.name()).cloned();
         let catch_up_changes = catch_up.as_ref().map(|catch_up| catch_up.changes());
+        let turns = catch_up.as_ref().map(|catch_up| catch_up.turns().clone());
         let subscription =
             Subscription::open_or_wait(&hub, catch_up, spec, self.settings.starting_wait)
                 .map_err(|err| Status::new(open_error_code(&err), err.to_string()))?;
@@ -217,6 +218,7 @@ impl RelayService {
             _guard: hub.add_subscriber(),
             changes: hub.changes(),
             catch_up_changes,
+            turns,
             hub,
             _ticket: ticket,
             subscription,
