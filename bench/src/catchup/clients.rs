@@ -29,9 +29,17 @@ use crate::{
 
 /// Subscribers catching up from `trim_horizon`. They count the records written before the
 /// relay started (kind `Load`, sequence numbers from 0) and skip the live ones.
+///
+/// They run on a runtime of their own whose thread has the lowest priority (nice 19), as
+/// the relay's catch-up readers do: in a deployment they would be other processes on other
+/// machines, and here decoding their 100 MiB bursts on CPU 0 would otherwise delay the live
+/// subscribers (and the emulator's pushes) on that CPU, which is the harness's contention,
+/// not the relay's.
 pub struct Catchers {
     stats: Vec<Arc<SubStats>>,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    /// Runs the subscribers; its drop ends them.
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Catchers {
@@ -43,10 +51,22 @@ impl Catchers {
             starting_position: Some(StartingPosition::TrimHorizon(TrimHorizon {})),
             ..SubscribeRequest::default()
         };
-        let streams =
-            futures::future::try_join_all((0..n).map(|_| relay::open(server, request.clone())))
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("catching-up")
+            .on_thread_start(lowest_priority)
+            .enable_all()
+            .build()?;
+        let (addr, frame_size) = (server.addr.clone(), server.client_frame_size);
+        let streams = runtime
+            .spawn(async move {
+                futures::future::try_join_all(
+                    (0..n).map(|_| relay::open_at(&addr, frame_size, request.clone())),
+                )
                 .await
-                .context("subscribing from trim_horizon")?;
+            })
+            .await?
+            .context("subscribing from trim_horizon")?;
         // Only `Load` records are observed, and those are never timed: this stays empty.
         let untimed = Arc::new(Mutex::new(payload::histogram()));
         let stats: Vec<Arc<SubStats>> = (0..n).map(|_| Arc::new(SubStats::default())).collect();
@@ -55,7 +75,7 @@ impl Catchers {
             .zip(&stats)
             .map(|(mut stream, stats)| {
                 let (stats, untimed) = (stats.clone(), untimed.clone());
-                tokio::spawn(async move {
+                runtime.spawn(async move {
                     loop {
                         let response = stream.message().await.context("the stream failed")?;
                         let response = response.context("the relay ended the stream")?;
@@ -71,7 +91,11 @@ impl Catchers {
                 })
             })
             .collect();
-        Ok(Self { stats, tasks })
+        Ok(Self {
+            stats,
+            tasks,
+            runtime: Some(runtime),
+        })
     }
 
     /// Waits until every subscriber has `records` records; fails if a stream ended first
@@ -123,7 +147,17 @@ impl Drop for Catchers {
         for task in &self.tasks {
             task.abort();
         }
+        if let Some(runtime) = self.runtime.take() {
+            // Dropped from async code: a runtime may not wait for its tasks there.
+            runtime.shutdown_background();
+        }
     }
+}
+
+/// Lowers the calling thread's priority to the lowest (nice 19; on Linux it applies to
+/// that thread alone). Best effort: the figures say where the clients ran.
+fn lowest_priority() {
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
 }
 
 /// Latency quantiles of the live subscribers over one phase, microseconds.

@@ -21,7 +21,10 @@ use super::{
     window::{Expired, Window},
 };
 use crate::{
-    hub::entry::{Entry, RelayRecord},
+    hub::{
+        entry::{Entry, RelayRecord},
+        ring::Seek,
+    },
     ingest::{
         consumer::err_text,
         errors::{ErrorKind, classify},
@@ -144,6 +147,16 @@ impl Reader {
                 return Step::Idle(settings.idle_poll);
             }
         }
+        // Once the hub's ring holds the record after the last one fetched, a subscriber
+        // that gets there joins the ring: fetching on would buffer live records the ring
+        // holds anyway, spend the budget, and fill the window until a slow subscriber
+        // falls off it onto a second reader. Checked every step: should the ring's floor
+        // move past that record first, fetching resumes.
+        if let Some(last) = &self.last
+            && self.ring_holds_after(last)
+        {
+            return Step::Idle(settings.idle_poll);
+        }
         let iterator = match self.iterator.take() {
             Some(iterator) => iterator,
             None => match self.new_iterator().await {
@@ -156,6 +169,16 @@ impl Reader {
             .before_call(&self.window.shard_id)
             .await;
         self.get_records(iterator).await
+    }
+
+    /// Whether the hub's ring holds the record after `last` in this reader's shard (or
+    /// would hold it as the next one appended).
+    fn ring_holds_after(&self, last: &Position) -> bool {
+        let state = self.catch_up.hub.read();
+        state
+            .shards
+            .get(&self.window.shard_id)
+            .is_some_and(|slot| matches!(slot.ring.seek_after(last), Seek::At(_)))
     }
 
     /// A shard iterator at the reader's position: after the last record it read, else at
