@@ -251,7 +251,7 @@ impl Collector for HubCollector {
 impl HubCollector {
     fn encode_catch_up(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         type Read = fn(&CatchUpCounters) -> &AtomicU64;
-        let counters: [(&str, &str, Read); 6] = [
+        let counters: [(&str, &str, Read); 7] = [
             (
                 "kinesis_relay_catch_up_readers_started",
                 "Catch-up readers started (GetRecords for positions older than the ring).",
@@ -276,6 +276,11 @@ impl HubCollector {
                 "kinesis_relay_catch_up_expired_iterators",
                 "Shard iterators of catch-up readers that expired and were renewed.",
                 |c| &c.expired_iterators,
+            ),
+            (
+                "kinesis_relay_catch_up_handed_over",
+                "Catch-up readers that stopped fetching because the ring holds what follows (their subscribers join it).",
+                |c| &c.handed_over,
             ),
             (
                 "kinesis_relay_catch_up_refused",

@@ -7,7 +7,9 @@ mod common;
 use std::{sync::atomic::Ordering, time::Duration};
 
 use common::*;
-use kinesis_relay::{embedded::client_for, hub::RingLimits, ingest::InitialPosition};
+use kinesis_relay::{
+    catchup::budget::Rates, embedded::client_for, hub::RingLimits, ingest::InitialPosition,
+};
 use kinesis_relay_api::{
     resume::cursor_of,
     v1::{self, SubscribeRequest, subscribe_request::StartingPosition, subscribe_response::Event},
@@ -344,6 +346,79 @@ async fn a_hundred_subscribers_from_one_cursor_share_one_reader() {
     assert!(
         hundred as f64 <= one as f64 * 1.1 + 1.0,
         "100 subscribers made {hundred} GetRecords calls, one alone {one}"
+    );
+    relay.shutdown().await.unwrap();
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reader_stops_fetching_where_the_ring_takes_over() {
+    let mut config = fast_config(&["hand-over"]);
+    // Holds about the newer half of what is written below.
+    config.rings = RingLimits {
+        max_bytes: 4 << 20,
+        max_age: Duration::from_secs(600),
+    };
+    config.catch_up.records_per_call = 50;
+    // Room to read the whole shard ahead of a subscriber that is slow.
+    config.catch_up.buffer_bytes = 64 << 20;
+    // No budget to pace the reader: it would read to the shard's tip at once.
+    config.catch_up.rates = Rates {
+        calls: 1e6,
+        bytes: 1e12,
+    };
+    let (emulator, relay) = relay_on_unlimited_shard("hand-over", config).await;
+    let kinesis = client_for(&emulator.endpoint_url());
+    let mut grpc = connect(relay.local_addr).await;
+    // Records of 8 KiB: the subscriber's flow-control window (2 MiB) fills with a few
+    // hundred of them, so its reader runs ahead of it.
+    let sent: Vec<(String, Vec<u8>)> = (0..1000)
+        .map(|i| (format!("key-{}", i % 4), format!("{i:0>8192}").into_bytes()))
+        .collect();
+    put(&kinesis, "hand-over", &sent).await;
+    wait_overrun(&relay).await;
+    let not_held = relay.hubs[0]
+        .read()
+        .shards
+        .values()
+        .map(|slot| slot.ring.base())
+        .sum::<u64>();
+    assert!(
+        (100..900).contains(&not_held),
+        "the ring should hold part of the records, not {} of 1000",
+        1000 - not_held
+    );
+    let emulator_handle = emulator.handle();
+    let calls_before = emulator_handle.request_count("GetRecords");
+    let mut subscription = subscribe(
+        &mut grpc,
+        request(
+            "hand-over",
+            StartingPosition::TrimHorizon(v1::TrimHorizon {}),
+        ),
+    )
+    .await;
+    // The subscriber reads nothing until its reader has fetched what the ring lacks and
+    // stopped there.
+    let catch_up = relay.catch_ups[0].clone();
+    eventually("the reader to hand over to the ring", || async {
+        catch_up.counters.handed_over.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    let delivery = receive(&mut subscription, sent.len()).await;
+    assert_eq!(data(&delivery.records), texts(&sent), "every record once");
+    drop(subscription);
+    eventually("the reader to stop", || async {
+        catch_up.counters.readers_running.load(Ordering::Relaxed) == 0
+    })
+    .await;
+    // The records the ring does not hold, 50 per call, and one call for the record at
+    // the seam; reading on would take the shard's other records and its tip too.
+    let calls = emulator_handle.request_count("GetRecords") - calls_before;
+    let needed = not_held.div_ceil(50) + 1;
+    assert!(
+        calls <= needed,
+        "the reader made {calls} GetRecords calls; {not_held} records were not in the ring, {needed} calls at most were needed"
     );
     relay.shutdown().await.unwrap();
     emulator.shutdown().await;

@@ -118,6 +118,8 @@ pub struct CatchUpCounters {
     pub throttled: AtomicU64,
     /// Iterators that expired and were renewed.
     pub expired_iterators: AtomicU64,
+    /// Readers that stopped fetching because the hub's ring holds what follows.
+    pub handed_over: AtomicU64,
     /// Subscribers refused a reader because all were busy.
     pub refused: AtomicU64,
 }

@@ -95,6 +95,8 @@ struct Reader {
     failures: u32,
     /// Since when no subscriber is attached.
     idle_since: Option<Instant>,
+    /// Whether it stopped fetching because the ring holds what follows (counted once).
+    handed_over: bool,
 }
 
 impl Reader {
@@ -113,6 +115,7 @@ impl Reader {
             last: None,
             failures: 0,
             idle_since: None,
+            handed_over: false,
         }
     }
 
@@ -155,8 +158,15 @@ impl Reader {
         if let Some(last) = &self.last
             && self.ring_holds_after(last)
         {
+            if !std::mem::replace(&mut self.handed_over, true) {
+                self.catch_up
+                    .counters
+                    .handed_over
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             return Step::Idle(settings.idle_poll);
         }
+        self.handed_over = false;
         let iterator = match self.iterator.take() {
             Some(iterator) => iterator,
             None => match self.new_iterator().await {
