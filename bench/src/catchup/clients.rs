@@ -30,8 +30,8 @@ use crate::{
 /// Subscribers catching up from `trim_horizon`. They count the records written before the
 /// relay started (kind `Load`, sequence numbers from 0) and skip the live ones.
 ///
-/// They run on a runtime of their own whose thread has the lowest priority (nice 19), as
-/// the relay's catch-up readers do: in a deployment they would be other processes on other
+/// They run on a runtime of their own whose thread has the lowest priority (`SCHED_IDLE`),
+/// as the relay's catch-up readers do: in a deployment they would be other processes on other
 /// machines, and here decoding their 100 MiB bursts on CPU 0 would otherwise delay the live
 /// subscribers (and the emulator's pushes) on that CPU, which is the harness's contention,
 /// not the relay's.
@@ -54,7 +54,9 @@ impl Catchers {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("catching-up")
-            .on_thread_start(lowest_priority)
+            .on_thread_start(|| {
+                let _ = kinesis_relay::catchup::thread::lowest_priority();
+            })
             .enable_all()
             .build()?;
         let (addr, frame_size) = (server.addr.clone(), server.client_frame_size);
@@ -152,12 +154,6 @@ impl Drop for Catchers {
             runtime.shutdown_background();
         }
     }
-}
-
-/// Lowers the calling thread's priority to the lowest (nice 19; on Linux it applies to
-/// that thread alone). Best effort: the figures say where the clients ran.
-fn lowest_priority() {
-    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
 }
 
 /// Latency quantiles of the live subscribers over one phase, microseconds.

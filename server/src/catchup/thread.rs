@@ -3,10 +3,13 @@
 //! Why a thread of its own: a GetRecords answer is parsed inside the SDK call (JSON,
 //! base64, about 15 ms for 1,000 records of 1 KiB), and on the async workers that stalled
 //! every live subscriber behind it (the catch-up benchmark's live p99 tripled with one
-//! subscriber catching up). On a thread with the lowest scheduling priority (nice 19), the
-//! kernel runs the readers only when the workers leave the CPU to them: catch-up takes
-//! what live delivery does not use, which is the promise "catch-up never slows live
-//! subscribers", and on a busy relay it slows down rather than the other way round.
+//! subscriber catching up). On a thread of Linux's `SCHED_IDLE` policy, the kernel runs the
+//! readers only when the workers leave the CPU to them, and a worker that wakes takes the
+//! CPU back at once: catch-up takes what live delivery does not use, which is the promise
+//! "catch-up never slows live subscribers", and on a busy relay it slows down rather than
+//! the other way round. (Nice 19 alone was not enough: the kernel lets a running thread
+//! finish its time slice, about a millisecond, before a woken one runs, and the benchmark's
+//! live p99 showed it.)
 //!
 //! The readers use a Kinesis client of their own (same configuration, its own connection
 //! pool): a connection opened on this thread is driven by it, and must never carry the
@@ -16,9 +19,6 @@ use std::io;
 
 use tokio::{runtime::Handle, sync::watch};
 use tracing::warn;
-
-/// Nice value of the catch-up thread: the lowest priority.
-const NICE: i32 = 19;
 
 /// Starts the catch-up thread and returns a handle to spawn readers on. The thread runs
 /// until `shutdown` turns true (or its sender is dropped); readers still running then are
@@ -32,24 +32,33 @@ pub fn start(shutdown: watch::Receiver<bool>) -> io::Result<Handle> {
     std::thread::Builder::new()
         .name("catch-up".into())
         .spawn(move || {
-            lower_priority();
+            if let Err(err) = lowest_priority() {
+                warn!(error = %err, "could not lower the catch-up thread's priority; catch-up may delay live subscribers");
+            }
             let mut shutdown = shutdown;
             runtime.block_on(crate::stopped(&mut shutdown));
         })?;
     Ok(handle)
 }
 
-/// Lowers the calling thread's priority (on Linux, `setpriority` on a thread id applies to
-/// that thread alone). Failing is not fatal: catch-up then competes with live delivery on
-/// equal terms, as it would on the async workers.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        let thread = rustix::thread::gettid();
-        if let Err(err) = rustix::process::setpriority_process(Some(thread), NICE) {
-            warn!(error = %err, "could not lower the catch-up thread's priority; catch-up may delay live subscribers");
-        }
-    }
+/// Gives the calling thread the lowest priority: `SCHED_IDLE` (and the lowest nice value)
+/// where the platform has it, else the lowest nice value. Failing is not fatal: catch-up
+/// then competes with live delivery on equal terms, as it would on the async workers.
+pub fn lowest_priority() -> Result<(), String> {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let policy = NormalThreadSchedulePolicy::Idle;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let policy = NormalThreadSchedulePolicy::Other;
+    set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(policy),
+    )
+    .map_err(|err| format!("{err:?}"))
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -62,13 +71,17 @@ mod tests {
         let handle = start(shutdown).expect("thread starts");
         let (tx, rx) = std::sync::mpsc::channel();
         handle.spawn(async move {
-            let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid()));
-            let _ = tx.send(nice.ok());
+            let _ = tx.send(thread_priority::thread_schedule_policy().ok());
         });
-        let nice = rx
+        let policy = rx
             .recv_timeout(std::time::Duration::from_secs(10))
             .expect("the task ran");
-        assert_eq!(nice, Some(NICE));
+        assert_eq!(
+            policy,
+            Some(thread_priority::ThreadSchedulePolicy::Normal(
+                thread_priority::NormalThreadSchedulePolicy::Idle
+            ))
+        );
         stop.send_replace(true);
     }
 }
