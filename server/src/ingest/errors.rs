@@ -1,6 +1,11 @@
 //! Which AWS errors mean what to a shard reader.
 
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
+use kinesis_relay_api::backoff::Backoff;
+use tokio::{sync::watch, time::sleep};
+use tracing::warn;
+
+use super::IngestSettings;
 
 /// How a reader reacts to an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +58,44 @@ pub fn classify_code(code: Option<&str>) -> ErrorKind {
         Some("ExpiredIteratorException") => ErrorKind::ExpiredIterator,
         Some("InvalidArgumentException") => ErrorKind::InvalidArgument,
         _ => ErrorKind::Transient,
+    }
+}
+
+/// Retries an AWS call with backoff until it succeeds, fails for good (not found), the
+/// consumer deadline passes, or shutdown.
+pub(super) async fn retry<T, F, Fut>(
+    settings: &IngestSettings,
+    shutdown: &mut watch::Receiver<bool>,
+    what: &str,
+    mut call: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, (ErrorKind, String)>>,
+{
+    let deadline = tokio::time::Instant::now() + settings.consumer_deadline;
+    let mut backoff = Backoff::new(settings.backoff_base, settings.backoff_cap);
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err((ErrorKind::NotFound, cause)) => {
+                anyhow::bail!("{what}: {cause}; check the stream name and the region")
+            }
+            Err((kind, cause)) => {
+                if tokio::time::Instant::now() >= deadline {
+                    anyhow::bail!(
+                        "{what}: still failing after {:?}: {cause}",
+                        settings.consumer_deadline
+                    );
+                }
+                let delay = backoff.next_delay();
+                warn!(what, kind = kind.label(), cause, ?delay, "retrying");
+                tokio::select! {
+                    _ = sleep(delay) => {}
+                    _ = crate::stopped(shutdown) => anyhow::bail!("{what}: interrupted by shutdown"),
+                }
+            }
+        }
     }
 }
 

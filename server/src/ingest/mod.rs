@@ -6,7 +6,9 @@
 //! - `reader.rs`: one task per shard, `SubscribeToShard` and its renewals.
 //! - `records.rs`: Kinesis records to hub records, KPL aggregates unpacked.
 //! - `checkpoint.rs`: where a restarted relay resumes.
-//! - `errors.rs`: how failures are classified (backoff: `kinesis_relay_api::backoff`).
+//! - `shards.rs`: the shards as `ListShards` lists them.
+//! - `errors.rs`: how failures are classified, and retrying control-plane calls (backoff:
+//!   `kinesis_relay_api::backoff`).
 //!
 //! This file is the coordinator of one stream: it lists shards, starts a reader for every
 //! shard whose parents are finished, learns children from the readers and from a periodic
@@ -17,6 +19,7 @@ pub mod consumer;
 pub mod errors;
 pub mod reader;
 pub mod records;
+mod shards;
 pub mod upstream_relay;
 
 use std::{
@@ -32,18 +35,18 @@ use kinesis_relay_api::sequence::SequenceNumber;
 use tokio::{
     sync::{mpsc, watch},
     task::{AbortHandle, JoinSet},
-    time::{MissedTickBehavior, interval, sleep, timeout},
+    time::{MissedTickBehavior, interval, timeout},
 };
 use tracing::{info, warn};
-
-use kinesis_relay_api::backoff::Backoff;
 
 use self::{
     checkpoint::Checkpoints,
     consumer::{ensure_consumer, err_text},
+    errors::retry,
     reader::{ReadFrom, ReaderContext, ReaderEvent, checkpoint_position, run_reader},
+    shards::{KnownShard, list_shards, list_shards_once},
 };
-use crate::hub::{ReaderState, ShardMeta, StreamHub, ring::Floor};
+use crate::hub::{ReaderState, StreamHub, ring::Floor};
 
 /// Where shards with no checkpoint start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,16 +130,6 @@ pub fn default_consumer_name() -> String {
         .take(100)
         .collect();
     format!("kinesis-relay-{cleaned}")
-}
-
-/// A shard the coordinator knows of.
-#[derive(Debug, Clone)]
-struct KnownShard {
-    meta: ShardMeta,
-    /// Ending sequence number, when the listing says the shard is closed.
-    ending: Option<String>,
-    /// Present in the first listing (starts at the initial position, not TRIM_HORIZON).
-    initial: bool,
 }
 
 /// Reads `stream` into `hub` until `shutdown` becomes true.
@@ -403,108 +396,5 @@ fn floor(
         },
         None if part_way && checkpoint.is_none() => Floor::Unknown,
         None => Floor::Origin,
-    }
-}
-
-/// Lists every shard, retrying transient failures.
-async fn list_shards(
-    client: &Client,
-    stream: &str,
-    settings: &IngestSettings,
-    shutdown: &mut watch::Receiver<bool>,
-) -> anyhow::Result<Vec<KnownShard>> {
-    retry(settings, shutdown, "listing shards", || {
-        list_shards_once(client, stream)
-    })
-    .await
-}
-
-async fn list_shards_once(
-    client: &Client,
-    stream: &str,
-) -> Result<Vec<KnownShard>, (errors::ErrorKind, String)> {
-    let mut shards = Vec::new();
-    let mut next_token: Option<String> = None;
-    // Bounded: 10,000 shards at 1,000 per page.
-    for _ in 0..100 {
-        let request = client.list_shards().max_results(1000);
-        let request = match &next_token {
-            Some(token) => request.next_token(token),
-            None => request.stream_name(stream),
-        };
-        let output = request
-            .send()
-            .await
-            .map_err(|err| (errors::classify(&err), err_text(&err)))?;
-        for shard in output.shards() {
-            let parents = [shard.parent_shard_id(), shard.adjacent_parent_shard_id()]
-                .into_iter()
-                .flatten()
-                .map(str::to_owned)
-                .collect();
-            shards.push(KnownShard {
-                meta: ShardMeta {
-                    shard_id: shard.shard_id().to_owned(),
-                    parents,
-                    hash_key_range: shard
-                        .hash_key_range()
-                        .map(|r| {
-                            (
-                                r.starting_hash_key().to_owned(),
-                                r.ending_hash_key().to_owned(),
-                            )
-                        })
-                        .unwrap_or_default(),
-                },
-                ending: shard
-                    .sequence_number_range()
-                    .and_then(|r| r.ending_sequence_number())
-                    .map(str::to_owned),
-                initial: false,
-            });
-        }
-        next_token = output.next_token().map(str::to_owned);
-        if next_token.is_none() {
-            break;
-        }
-    }
-    Ok(shards)
-}
-
-/// Retries an AWS call with backoff until it succeeds, fails for good (not found), the
-/// consumer deadline passes, or shutdown.
-async fn retry<T, F, Fut>(
-    settings: &IngestSettings,
-    shutdown: &mut watch::Receiver<bool>,
-    what: &str,
-    mut call: F,
-) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, (errors::ErrorKind, String)>>,
-{
-    let deadline = tokio::time::Instant::now() + settings.consumer_deadline;
-    let mut backoff = Backoff::new(settings.backoff_base, settings.backoff_cap);
-    loop {
-        match call().await {
-            Ok(value) => return Ok(value),
-            Err((errors::ErrorKind::NotFound, cause)) => {
-                anyhow::bail!("{what}: {cause}; check the stream name and the region")
-            }
-            Err((kind, cause)) => {
-                if tokio::time::Instant::now() >= deadline {
-                    anyhow::bail!(
-                        "{what}: still failing after {:?}: {cause}",
-                        settings.consumer_deadline
-                    );
-                }
-                let delay = backoff.next_delay();
-                warn!(what, kind = kind.label(), cause, ?delay, "retrying");
-                tokio::select! {
-                    _ = sleep(delay) => {}
-                    _ = crate::stopped(shutdown) => anyhow::bail!("{what}: interrupted by shutdown"),
-                }
-            }
-        }
     }
 }
