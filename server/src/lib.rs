@@ -10,6 +10,7 @@
 //! - [`service`]: the gRPC `Relay` service, health and reflection.
 //! - [`metrics`] and [`admin`]: Prometheus metrics and the admin listener that serves them.
 //! - [`connections`]: the gRPC listener's connections: limits, deadlines, shutdown grace.
+//! - [`web`]: HTTP endpoints on the same listener: JSON, and Server-Sent Events for Subscribe.
 //! - [`embedded`]: the in-process emulator and demo producer of `--embedded`.
 //! - [`launch`]: from parsed flags to a running relay (upstream discovery, `--embedded`).
 //!
@@ -31,6 +32,7 @@ pub mod reference;
 pub mod security;
 pub mod service;
 pub mod subscription;
+pub mod web;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 

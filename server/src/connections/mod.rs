@@ -4,7 +4,8 @@
 //! tonic's own server holds a connection that never sends the HTTP/2 preface forever,
 //! ends its accept loop on the first error and waits for every connection at shutdown, so
 //! the relay serves its connections itself with hyper, routing requests to the tonic
-//! services ([`tonic::service::Routes`]) as tonic would.
+//! services ([`tonic::service::Routes`]) as tonic would, and requests that are not gRPC
+//! under `/v1/streams` to the HTTP endpoints ([`crate::web`]), over HTTP/2 or HTTP/1.1.
 //!
 //! # Layout
 //! - `accept.rs`: an accept loop that never ends on an error.
@@ -49,7 +50,7 @@ use self::{
     coalesce::Coalescing,
     limits::{CloseReason, ConnectionTable},
 };
-use crate::{log_budget::LogBudget, security::tls::ReloadingTls, stopped};
+use crate::{log_budget::LogBudget, security::tls::ReloadingTls, stopped, web};
 
 /// The socket the server accepts on.
 #[derive(Debug)]
@@ -76,6 +77,8 @@ impl ConnectionFate {
 struct Shared {
     /// The gRPC services.
     routes: Routes,
+    /// The HTTP endpoints for clients that do not speak gRPC.
+    web: web::Endpoints,
     /// HTTP/2 settings.
     http: auto::Builder<TokioExecutor>,
     /// Limits and deadlines.
@@ -91,6 +94,7 @@ struct Shared {
 pub async fn serve(
     listener: Listener,
     routes: Routes,
+    web: web::Endpoints,
     settings: TransportSettings,
     table: Arc<ConnectionTable>,
     mut shutdown: watch::Receiver<bool>,
@@ -100,7 +104,19 @@ pub async fn serve(
         Listener::Tls(listener, tls) => (listener, Some(tls)),
     };
     let mut acceptor = Acceptor::new(listener, "grpc", table.stats.clone());
-    let mut http = auto::Builder::new(TokioExecutor::new()).http2_only();
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1 is for the HTTP endpoints' clients (curl, browsers): one request per
+    // connection, so that no idle keep-alive connection outlives the setup deadline.
+    http.http1()
+        .timer(TokioTimer::new())
+        .keep_alive(false)
+        .header_read_timeout(settings.setup_timeout)
+        .max_buf_size(
+            settings
+                .max_header_list_bytes
+                .saturating_mul(2)
+                .max(8 << 10),
+        );
     http.http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(settings.keepalive_interval)
@@ -111,6 +127,7 @@ pub async fn serve(
         .max_header_list_size(settings.http2_header_list_size());
     let shared = Arc::new(Shared {
         routes: routes.prepare(),
+        web,
         http,
         settings,
         table,
@@ -204,7 +221,8 @@ impl Task {
         }
     }
 
-    /// Serves HTTP/2 on `io` until the client closes, a deadline passes or shutdown.
+    /// Serves HTTP/2 or HTTP/1.1 on `io` until the client closes, a deadline passes or
+    /// shutdown.
     async fn serve<IO>(self, io: IO) -> CloseReason
     where
         IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
@@ -217,7 +235,7 @@ impl Task {
         }
     }
 
-    /// Serves HTTP/2 on `io`, whose connect info (address, client certificates) is `info`.
+    /// Serves HTTP/2 or HTTP/1.1 on `io`, whose connect info (address, client certificates) is `info`.
     async fn serve_http<IO, Info>(mut self, io: IO, info: Info) -> CloseReason
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -284,9 +302,10 @@ impl Task {
     }
 }
 
-/// Sends a call to its service; answers HTTP 415 to a request that is not gRPC (as
-/// PROTOCOL-HTTP2.md asks, so that no other HTTP client takes a gRPC error for a success),
-/// and RESOURCE_EXHAUSTED when its metadata is over the limit (only this call fails; the
+/// Sends a call to its service; sends a request that is not gRPC to the HTTP endpoints
+/// when its path is theirs, and otherwise answers it HTTP 415 (as PROTOCOL-HTTP2.md asks,
+/// so that no other HTTP client takes a gRPC error for a success); answers
+/// RESOURCE_EXHAUSTED when a call's metadata is over the limit (only this call fails; the
 /// connection goes on).
 fn route(
     shared: &Shared,
@@ -297,18 +316,20 @@ fn route(
         .get(http::header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("application/grpc"));
+    if !grpc && web::handles(request.uri().path()) {
+        return Either::Right(Either::Right(shared.web.call(request)));
+    }
+    if grpc && request.version() < http::Version::HTTP_2 {
+        return Either::Left(std::future::ready(Ok(plain_text(
+            http::StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            "gRPC needs HTTP/2: use a gRPC client (or curl for the HTTP endpoints under /v1/streams)\n",
+        ))));
+    }
     if !grpc {
-        let mut response = http::Response::new(Body::new(http_body_util::Full::new(
-            bytes::Bytes::from_static(
-                b"this is a gRPC endpoint: send content-type application/grpc (see the relay's proto, or use grpcurl)\n",
-            ),
-        )));
-        *response.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        return Either::Left(std::future::ready(Ok(response)));
+        return Either::Left(std::future::ready(Ok(plain_text(
+            http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "this is a gRPC endpoint: send content-type application/grpc (see the relay's proto, or use grpcurl); the HTTP endpoints are under /v1/streams\n",
+        ))));
     }
     let limit = shared.settings.max_header_list_bytes;
     let size = header_list_size(&request);
@@ -319,12 +340,27 @@ fn route(
         return Either::Left(std::future::ready(Ok(status.into_http())));
     }
     let mut routes = shared.routes.clone();
-    Either::Right(async move { tonic::codegen::Service::call(&mut routes, request).await })
+    Either::Right(Either::Left(async move {
+        tonic::codegen::Service::call(&mut routes, request).await
+    }))
+}
+
+/// An answer of `status` with `text` for a client that is not gRPC.
+fn plain_text(status: http::StatusCode, text: &'static str) -> http::Response<Body> {
+    let mut response = http::Response::new(Body::new(http_body_util::Full::new(
+        bytes::Bytes::from_static(text.as_bytes()),
+    )));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }
 
 /// The header list size as HTTP/2 counts it (RFC 9113 §6.5.2: name, value and 32 bytes
 /// per field), pseudo-headers included.
-fn header_list_size<B>(request: &http::Request<B>) -> usize {
+pub(crate) fn header_list_size<B>(request: &http::Request<B>) -> usize {
     let pseudo = [
         (":method", request.method().as_str().len()),
         (

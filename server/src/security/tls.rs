@@ -112,6 +112,7 @@ fn build(files: &TlsFiles) -> anyhow::Result<ServerConfig> {
     let mut config = builder
         .with_single_cert(certs, key)
         .context("the private key does not match the certificate")?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    // HTTP/1.1 for the HTTP endpoints (`crate::web`); gRPC clients offer h2, chosen first.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }

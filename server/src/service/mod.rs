@@ -1,4 +1,5 @@
-//! The gRPC side: the `Relay` service, health and reflection on one listener.
+//! The gRPC side: the `Relay` service, health and reflection on one listener (which also
+//! serves the HTTP endpoints of [`crate::web`]).
 //!
 //! # Layout
 //! - `relay.rs`: request handling.
@@ -118,6 +119,7 @@ pub async fn serve(
     let health_service = health_service
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Zstd);
+    let web = crate::web::Endpoints::new(service.clone(), transport.max_header_list_bytes);
     let routes = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -126,5 +128,5 @@ pub async fn serve(
             transport.max_request_bytes,
             transport.compress_responses,
         ));
-    crate::connections::serve(listener, routes, transport, connections, shutdown).await
+    crate::connections::serve(listener, routes, web, transport, connections, shutdown).await
 }
