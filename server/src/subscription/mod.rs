@@ -11,11 +11,14 @@
 //! - `mod.rs`: positions and polling.
 //! - `open.rs`: where a new subscription starts in each shard (and waiting for STARTING).
 //! - `catching_up.rs`: reading a catch-up reader's window, expired positions.
+//! - `events.rs`: the responses a subscription sends besides records' runs: batches,
+//!   shard ends, heartbeats, gaps.
 //! - `spec.rs`: the request as validated, and why a subscription cannot start or ends.
 //! - `batch.rs`: one batch of records read from a ring.
 
 mod batch;
 mod catching_up;
+mod events;
 mod open;
 mod spec;
 
@@ -275,92 +278,12 @@ impl Subscription {
         Ok(progressed)
     }
 
-    fn push_batch(&self, id: &str, read: batch::Batch, out: &mut Vec<EncodedResponse>) {
-        if read.records > 0 {
-            out.push(EncodedResponse::record_batch(
-                id,
-                read.runs,
-                read.records,
-                &self.encoded_cursor(),
-                read.oldest,
-            ));
-        }
-    }
-
-    /// Marks shard `id` read to its end and returns its ENDED event.
-    fn end_shard(&mut self, id: &str, children: Vec<String>) -> EncodedResponse {
-        if let Some(position) = self.shards.get_mut(id) {
-            position.ended = true;
-            position.source = Source::Ring;
-        }
-        self.event(v1::subscribe_response::Event::ShardEvent(v1::ShardEvent {
-            shard_id: id.to_owned(),
-            kind: v1::ShardEventKind::Ended.into(),
-            child_shard_ids: children,
-            parent_shard_ids: vec![],
-        }))
-    }
-
-    /// A heartbeat with the distance to the tip of every shard being read (from the
-    /// catch-up reader for shards read from Kinesis).
-    pub fn heartbeat(&self, hub: &StreamHub) -> EncodedResponse {
-        let state = hub.read();
-        let shards = self
-            .shards
-            .iter()
-            .filter(|(_, position)| !position.ended)
-            .filter_map(|(id, position)| {
-                let millis_behind_latest = match &position.source {
-                    Source::CatchUp(attached) => attached.window.lock().millis_behind,
-                    _ => state.shards.get(id)?.millis_behind,
-                };
-                Some(v1::ShardLag {
-                    shard_id: id.clone(),
-                    millis_behind_latest,
-                })
-            })
-            .collect();
-        self.event(v1::subscribe_response::Event::Heartbeat(v1::Heartbeat {
-            shards,
-            server_time: Some(timestamp(SystemTime::now())),
-        }))
-    }
-
     fn parents_done(&self, parents: &[String]) -> bool {
         parents.iter().all(|parent| {
             self.shards
                 .get(parent)
                 .is_none_or(|position| position.ended)
         })
-    }
-
-    fn event(&self, event: v1::subscribe_response::Event) -> EncodedResponse {
-        EncodedResponse::from_message(&v1::SubscribeResponse {
-            event: Some(event),
-            cursor: self.encoded_cursor(),
-        })
-    }
-
-    fn skip_gap(&mut self, id: &str, ring: &ShardRing) -> EncodedResponse {
-        let position = self.shards.get_mut(id).expect("caller checked the shard");
-        let from = sequence_text(&position.last);
-        let to = match ring.floor() {
-            Floor::After { position, .. } => sequence_text(position),
-            Floor::Origin | Floor::Unknown => String::new(),
-        };
-        let missed = ring.base().saturating_sub(position.next);
-        position.next = ring.base();
-        position.behind = false;
-        position.last = ring.position_before(ring.base());
-        self.event(v1::subscribe_response::Event::Gap(v1::Gap {
-            shards: vec![v1::ShardGap {
-                shard_id: id.to_owned(),
-                from_sequence_number: from,
-                to_sequence_number: to,
-                records_missed: missed,
-            }],
-            reason: v1::GapReason::SubscriberTooSlow.into(),
-        }))
     }
 }
 
