@@ -15,3 +15,36 @@ export PATH="$PWD/.peers/node_modules/.bin:$PATH"
 hash -r
 # Debian's redis-server and nats-server for the benchmark's smoke test (bench/tests/quick.rs).
 bench/install-peers.sh >/dev/null
+# moto in server mode: the S3-compatible store of the archive tests (client/tests/archive_s3.rs),
+# on KINESIS_RELAY_S3_PORT (4570), its URL exported as KINESIS_RELAY_S3_URL. Started once (a
+# moto already answering there is reused) and stopped within a second of the shell that
+# sourced this file; log in $TMPDIR/moto-PORT.log.
+python3 -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.1'
+s3_port="${KINESIS_RELAY_S3_PORT:-4570}"
+s3_url="http://127.0.0.1:$s3_port"
+s3_answers() {
+  python3 - "$s3_url" <<'PY' 2>/dev/null
+import sys, urllib.request
+body = urllib.request.urlopen(sys.argv[1], timeout=2).read()
+sys.exit(0 if b"ListAllMyBucketsResult" in body else 1)
+PY
+}
+if ! s3_answers; then
+  (moto_server -H 127.0.0.1 -p "$s3_port" >"${TMPDIR:-/tmp}/moto-$s3_port.log" 2>&1 &
+   moto=$!
+   while kill -0 "$$" 2>/dev/null && kill -0 "$moto" 2>/dev/null; do sleep 1; done
+   kill "$moto" 2>/dev/null) >/dev/null 2>&1 &
+  s3_deadline=$((SECONDS + 60))
+  until s3_answers; do
+    if ((SECONDS > s3_deadline)); then
+      echo "moto_server did not answer on $s3_port within 60 s; log:" >&2
+      cat "${TMPDIR:-/tmp}/moto-$s3_port.log" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+fi
+export KINESIS_RELAY_S3_URL="$s3_url"
+# Headless Chromium (Debian) and selenium: the web console's browser test.
+scripts/install-browser.sh >/dev/null
+python3 -m pip install --quiet --disable-pip-version-check selenium==4.51.0

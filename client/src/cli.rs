@@ -32,7 +32,8 @@ pub enum Command {
     Streams(ListArgs),
     /// Show shards, lag, subscribers and the replayable window of streams.
     Describe(DescribeArgs),
-    /// Write records to rotated newline-delimited JSON files, each stored with its cursor.
+    /// Write records to rotated newline-delimited JSON files, exactly once, in a directory or
+    /// an object store (S3, GCS, Azure).
     Archive(ArchiveArgs),
 }
 
@@ -154,10 +155,12 @@ pub struct DescribeArgs {
 /// `archive`.
 #[derive(Debug, Clone, Args)]
 pub struct ArchiveArgs {
-    /// Directory of the archive (created if missing). Files are named
-    /// NNNNNNNNNN-<stream>-<UTC time>.ndjson[.gz], each beside a .cursor file.
-    #[arg(long, value_name = "DIR")]
-    pub dir: PathBuf,
+    /// Where to write: a directory (created if missing; files NNNNNNNNNN-<stream>-<UTC
+    /// time>.ndjson[.gz|.zst], each beside a .cursor file), or an object store URL:
+    /// s3://BUCKET/PREFIX (S3 or an S3-compatible endpoint from AWS_ENDPOINT_URL_S3 or
+    /// AWS_ENDPOINT_URL), gs://BUCKET/PREFIX, az://CONTAINER/PREFIX.
+    #[arg(long = "to", visible_alias = "dir", value_name = "DIR|URL")]
+    pub to: String,
     /// Where to start when the archive is empty: latest, earliest, cursor:CURSOR or
     /// timestamp:RFC3339. Otherwise it resumes after its last complete file.
     #[arg(long, value_name = "POSITION", default_value = "earliest", value_parser = StartFrom::parse)]
@@ -168,12 +171,52 @@ pub struct ArchiveArgs {
     /// Complete a file once it is this old.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub rotate_interval: Duration,
-    /// Compress files with gzip (.ndjson.gz).
-    #[arg(long)]
+    /// Compression of the files.
+    #[arg(long, value_enum, default_value_t = Compression::None)]
+    pub compression: Compression,
+    /// Same as --compression gzip.
+    #[arg(long, conflicts_with = "compression")]
     pub gzip: bool,
+    /// Object stores only: the key prefix of each file under the URL's prefix, from
+    /// {stream}, {yyyy}, {MM}, {dd}, {HH} (UTC arrival time of the file's first record),
+    /// {partition_key} and {json:field.path} (a field of the record's JSON data). Records
+    /// with different partition values go to different files. Default:
+    /// {yyyy}/{MM}/{dd}/{HH}/ (Firehose's layout).
+    #[arg(long, value_name = "TEMPLATE")]
+    pub prefix_template: Option<String>,
+    /// Object stores only: most files open at once (one per partition); a record for one
+    /// more completes them all first. Each open file buffers up to 15 MiB.
+    #[arg(long, value_name = "N", default_value = "16", value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_open_files: u16,
+    /// Object stores only: how long the archive's lock holds without renewal (renewed
+    /// every third of it); another archiver may take it over once it has expired.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub lock_lease: Duration,
     /// Which records.
     #[command(flatten)]
     pub selection: SelectionArgs,
+}
+
+impl ArchiveArgs {
+    /// `--compression`, or gzip for `--gzip`.
+    pub fn compression(&self) -> Compression {
+        if self.gzip {
+            Compression::Gzip
+        } else {
+            self.compression
+        }
+    }
+}
+
+/// `--compression`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Compression {
+    /// Plain newline-delimited JSON (.ndjson).
+    None,
+    /// gzip (.ndjson.gz).
+    Gzip,
+    /// zstd (.ndjson.zst).
+    Zstd,
 }
 
 /// `--on-lag`.

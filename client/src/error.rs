@@ -57,6 +57,23 @@ pub enum Failure {
         /// The I/O error, with what to do when known.
         cause: String,
     },
+    /// The archive's object store cannot be used: no such bucket, unreachable, or the
+    /// archive is locked by another archiver.
+    #[error("archive destination {destination}: {cause}")]
+    Destination {
+        /// The URL given to `--to`.
+        destination: String,
+        /// What went wrong, with what to do when known.
+        cause: String,
+    },
+    /// The archive's object store refused the credentials, or there are none.
+    #[error("archive destination {destination}: {cause}")]
+    DestinationDenied {
+        /// The URL given to `--to`.
+        destination: String,
+        /// What went wrong, with what to do.
+        cause: String,
+    },
     /// The command line is inconsistent in a way clap cannot see.
     #[error("{0}")]
     Usage(String),
@@ -79,7 +96,8 @@ impl Failure {
             Self::InvalidArgument { .. } => ExitCode::InvalidArgument,
             Self::PermissionDenied { .. } => ExitCode::PermissionDenied,
             Self::OutOfRange { .. } => ExitCode::OutOfRange,
-            Self::LocalFile { .. } => ExitCode::LocalFile,
+            Self::LocalFile { .. } | Self::Destination { .. } => ExitCode::LocalFile,
+            Self::DestinationDenied { .. } => ExitCode::PermissionDenied,
             Self::Usage(_) => ExitCode::Usage,
             Self::Other { .. } => ExitCode::Failure,
         }

@@ -18,11 +18,13 @@ pub enum ExitCode {
     NotFound,
     /// The relay refused the request or the cursor as malformed.
     InvalidArgument,
-    /// The relay refused the credentials (token or client certificate).
+    /// The relay refused the credentials (token or client certificate), or the archive's
+    /// object store refused its credentials or found none.
     PermissionDenied,
     /// The requested position is older than what the relay still holds.
     OutOfRange,
-    /// A local file (checkpoint, archive directory, certificate) could not be used.
+    /// A local file (checkpoint, archive directory, certificate) or the archive's object
+    /// store (no such bucket, locked by another archiver) could not be used.
     LocalFile,
     /// Stopped by Ctrl-C or SIGTERM (after writing the checkpoint).
     Interrupted,
@@ -69,9 +71,10 @@ Exit codes:
   3    relay unreachable or unavailable for longer than --retry-timeout
   4    stream or shard not served by the relay
   5    request or cursor refused as invalid
-  6    permission denied (token or client certificate refused)
+  6    permission denied (token or client certificate refused; archive store credentials)
   7    position older than what the relay still holds
-  8    local file unusable (checkpoint, archive directory, certificates)
+  8    local file or archive destination unusable (checkpoint, archive directory or
+       bucket, certificates, archive locked by another archiver)
   130  stopped by Ctrl-C or SIGTERM (checkpoint written)";
 
 #[cfg(test)]

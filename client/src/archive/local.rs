@@ -1,8 +1,7 @@
-//! `archive`: records to rotated newline-delimited JSON files, the local counterpart of
-//! Kinesis Data Firehose delivery.
+//! The archive in a local directory: rotated newline-delimited JSON files.
 //!
 //! # Layout of the directory
-//! - `NNNNNNNNNN-<stream>-<UTC start>.ndjson[.gz]`: complete files, numbered in order.
+//! - `NNNNNNNNNN-<stream>-<UTC start>.ndjson[.gz|.zst]`: complete files, numbered in order.
 //! - `NNNNNNNNNN-<stream>-<UTC start>.cursor`: beside each, the cursor that covers every
 //!   record of that file and of the files before it.
 //! - `.NNNNNNNNNN-….partial`: the file being written (at most one).
@@ -22,97 +21,29 @@ use std::{
     time::SystemTime,
 };
 
-use flate2::{Compression, write::GzEncoder};
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 
 use crate::{
+    archive::compression::Encoder,
     checkpoint::{sync_dir, write_atomically},
-    cli::{ArchiveArgs, StartFrom},
-    connect::Connector,
+    cli::Compression,
     error::Failure,
-    exit_code::ExitCode,
     notice,
     output::JsonRecord,
-    resume::{Delivery, Resuming},
-    shutdown::Signals,
 };
 
-/// Runs `archive`.
-pub async fn run(
-    connector: Connector,
-    args: ArchiveArgs,
-    mut signals: Signals,
-) -> anyhow::Result<ExitCode> {
-    let mut archive = Archive::open(&args.dir, args.gzip)?;
-    let (start, origin) = match archive.resume_cursor.clone() {
-        Some(cursor) => (
-            StartFrom::Cursor(cursor),
-            Some(format!("archive {}", args.dir.display())),
-        ),
-        None => (args.from.clone(), None),
-    };
-    let mut subscription = Resuming::new(connector, &args.selection, start, origin);
-    let outcome: anyhow::Result<ExitCode> = loop {
-        let rotate_at = archive
-            .current
-            .as_ref()
-            .map(|file| file.opened + args.rotate_interval);
-        let delivery = tokio::select! {
-            delivery = subscription.next() => delivery,
-            _ = sleep_until(rotate_at.unwrap_or_else(Instant::now)), if rotate_at.is_some() => {
-                if let Err(err) = archive.complete() {
-                    break Err(err.into());
-                }
-                continue;
-            }
-            _ = signals.recv() => break Ok(ExitCode::Interrupted),
-        };
-        let result = match delivery {
-            Err(err) => break Err(err),
-            Ok(Delivery::Progress { cursor }) => {
-                archive.cursor = Some(cursor);
-                Ok(())
-            }
-            Ok(Delivery::Records {
-                shard_id,
-                records,
-                cursor,
-            }) => archive
-                .append(subscription.stream_name(), &shard_id, &records, cursor)
-                .and_then(|()| {
-                    if archive.current_size() >= args.rotate_size {
-                        archive.complete()
-                    } else {
-                        Ok(())
-                    }
-                }),
-        };
-        if let Err(err) = result {
-            break Err(err.into());
-        }
-    };
-    // The records written so far are good whatever ended the run: complete the file.
-    if let Err(err) = archive.complete() {
-        match &outcome {
-            Ok(_) => return Err(err.into()),
-            Err(_) => notice!("{err}"),
-        }
-    }
-    outcome
-}
-
 /// The archive directory and the file being written.
-struct Archive {
+pub struct LocalArchive {
     /// The directory.
     dir: PathBuf,
-    /// Compress files.
-    gzip: bool,
+    /// How files are compressed.
+    compression: Compression,
     /// Number of the next file.
     next_number: u64,
     /// Cursor of the last complete file found on start.
-    resume_cursor: Option<String>,
+    pub resume_cursor: Option<String>,
     /// The cursor covering everything appended so far.
-    cursor: Option<String>,
+    pub cursor: Option<String>,
     /// The file being written, if any record arrived since the last one was completed.
     current: Option<OpenFile>,
 }
@@ -124,51 +55,24 @@ struct OpenFile {
     /// Where it is written until complete.
     partial: PathBuf,
     /// The writer.
-    sink: Sink,
+    sink: Encoder<BufWriter<File>>,
     /// JSON bytes written (before compression).
     size: u64,
     /// When it was opened, for `--rotate-interval`.
     opened: Instant,
 }
 
-/// Plain or gzip output.
-enum Sink {
-    Plain(BufWriter<File>),
-    Gzip(GzEncoder<BufWriter<File>>),
+/// Ends the stream (compression trailer) and syncs the file to disk.
+fn finish(sink: Encoder<BufWriter<File>>) -> io::Result<()> {
+    let buffered = sink.finish()?;
+    let file = buffered.into_inner().map_err(|err| err.into_error())?;
+    file.sync_all()
 }
 
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Self::Plain(w) => w.write(buf),
-            Self::Gzip(w) => w.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Self::Plain(w) => w.flush(),
-            Self::Gzip(w) => w.flush(),
-        }
-    }
-}
-
-impl Sink {
-    /// Ends the stream (gzip trailer) and syncs the file to disk.
-    fn finish(self) -> io::Result<()> {
-        let buffered = match self {
-            Self::Plain(w) => w,
-            Self::Gzip(w) => w.finish()?,
-        };
-        let file = buffered.into_inner().map_err(|err| err.into_error())?;
-        file.sync_all()
-    }
-}
-
-impl Archive {
+impl LocalArchive {
     /// Opens (or creates) `dir`, removes what a crash left half-done, and finds where to
     /// resume.
-    fn open(dir: &Path, gzip: bool) -> Result<Self, Failure> {
+    pub fn open(dir: &Path, compression: Compression) -> Result<Self, Failure> {
         let local = |err: &io::Error| Failure::local("archive directory", dir, err);
         fs::create_dir_all(dir).map_err(|err| local(&err))?;
         let mut names = Vec::new();
@@ -188,8 +92,9 @@ impl Archive {
                 continue;
             };
             if let Some(stem) = name.strip_suffix(".cursor") {
-                let complete = names.contains(&format!("{stem}.ndjson"))
-                    || names.contains(&format!("{stem}.ndjson.gz"));
+                let complete = [Compression::None, Compression::Gzip, Compression::Zstd]
+                    .iter()
+                    .any(|c| names.contains(&format!("{stem}.{}", c.extension())));
                 if !complete {
                     notice!("archive: removing {name}, its data file was never completed");
                     fs::remove_file(dir.join(name)).map_err(|err| local(&err))?;
@@ -213,7 +118,7 @@ impl Archive {
         sync_dir(dir).map_err(|err| local(&err))?;
         Ok(Self {
             dir: dir.to_owned(),
-            gzip,
+            compression,
             next_number: max_number + 1,
             cursor: resume_cursor.clone(),
             resume_cursor,
@@ -221,12 +126,18 @@ impl Archive {
         })
     }
 
-    fn current_size(&self) -> u64 {
+    /// When the open file was opened.
+    pub fn opened(&self) -> Option<Instant> {
+        self.current.as_ref().map(|file| file.opened)
+    }
+
+    /// JSON bytes in the open file.
+    pub fn current_size(&self) -> u64 {
         self.current.as_ref().map_or(0, |file| file.size)
     }
 
     /// Appends records as JSON lines, opening a file if none is open.
-    fn append(
+    pub fn append(
         &mut self,
         stream: &str,
         shard_id: &str,
@@ -278,11 +189,8 @@ impl Archive {
         let file =
             File::create(&partial).map_err(|err| Failure::local("archive file", &partial, &err))?;
         let buffered = BufWriter::with_capacity(256 * 1024, file);
-        let sink = if self.gzip {
-            Sink::Gzip(GzEncoder::new(buffered, Compression::default()))
-        } else {
-            Sink::Plain(buffered)
-        };
+        let sink = Encoder::new(self.compression, buffered)
+            .map_err(|err| Failure::local("archive file", &partial, &err))?;
         Ok(OpenFile {
             stem,
             partial,
@@ -293,19 +201,18 @@ impl Archive {
     }
 
     /// Completes the open file, if any: data synced, cursor stored, then renamed.
-    fn complete(&mut self) -> Result<(), Failure> {
+    pub fn complete(&mut self) -> Result<(), Failure> {
         let Some(file) = self.current.take() else {
             return Ok(());
         };
-        file.sink
-            .finish()
-            .map_err(|err| Failure::local("archive file", &file.partial, &err))?;
+        finish(file.sink).map_err(|err| Failure::local("archive file", &file.partial, &err))?;
         let cursor = self.cursor.clone().unwrap_or_default();
         let cursor_path = self.dir.join(format!("{}.cursor", file.stem));
         write_atomically(&cursor_path, format!("{cursor}\n").as_bytes())
             .map_err(|err| Failure::local("archive cursor", &cursor_path, &err))?;
-        let extension = if self.gzip { "ndjson.gz" } else { "ndjson" };
-        let final_path = self.dir.join(format!("{}.{extension}", file.stem));
+        let final_path = self
+            .dir
+            .join(format!("{}.{}", file.stem, self.compression.extension()));
         fs::rename(&file.partial, &final_path)
             .and_then(|()| sync_dir(&self.dir))
             .map_err(|err| Failure::local("archive file", &final_path, &err))?;
@@ -338,7 +245,7 @@ mod tests {
     #[test]
     fn a_crash_leaves_complete_files_and_the_cursor_of_the_last() {
         let dir = tempfile::tempdir().unwrap();
-        let mut archive = Archive::open(dir.path(), false).unwrap();
+        let mut archive = LocalArchive::open(dir.path(), Compression::None).unwrap();
         assert_eq!(archive.resume_cursor, None);
         archive.append("s", "a", &[record(1)], "c1".into()).unwrap();
         archive.complete().unwrap();
@@ -346,7 +253,7 @@ mod tests {
         // Crash: the second file stays partial; a cursor from an unfinished completion too.
         fs::write(dir.path().join("0000000099-s-x.cursor"), "c99\n").unwrap();
         drop(archive);
-        let reopened = Archive::open(dir.path(), false).unwrap();
+        let reopened = LocalArchive::open(dir.path(), Compression::None).unwrap();
         assert_eq!(reopened.resume_cursor.as_deref(), Some("c1"));
         assert_eq!(reopened.next_number, 2);
         let mut names: Vec<_> = fs::read_dir(dir.path())
@@ -365,7 +272,7 @@ mod tests {
     fn gzip_files_are_complete_streams() {
         use std::io::Read;
         let dir = tempfile::tempdir().unwrap();
-        let mut archive = Archive::open(dir.path(), true).unwrap();
+        let mut archive = LocalArchive::open(dir.path(), Compression::Gzip).unwrap();
         archive
             .append("s", "a", &[record(1), record(2)], "c".into())
             .unwrap();

@@ -1,0 +1,523 @@
+//! The archive in an object store: data objects laid out by `--prefix-template`, each batch
+//! of them committed by one manifest object that holds the cursor covering them.
+//!
+//! # Layout under the URL's prefix
+//! - `<template>/<stream>-<batch>-<n>-<UTC start>.ndjson[.gz|.zst]`: data objects; the
+//!   template defaults to `YYYY/MM/DD/HH/` from the arrival time of the object's first record.
+//! - `errors/<reason>/YYYY/MM/DD/HH/...`: records that the template could not place.
+//! - `_archive/commits/<batch>.json`: a batch's manifest (its objects, their record counts,
+//!   the cursor covering them and every batch before).
+//! - `_archive/pending/<batch>.json`: the objects of a batch being completed.
+//! - `_archive/lock.json`: the lock (see `lock.rs`).
+//!
+//! # Why a crash loses and repeats nothing
+//! Records stream into multipart uploads, which no reader sees until completed. A batch is
+//! completed in three steps: the pending marker names its objects; each upload is completed
+//! (atomic: the object appears whole under its final key, or not at all); the manifest is
+//! created (conditionally: never over another). On start, the batches of pending markers
+//! newer than the last manifest are undone (their objects deleted), and the archive resumes
+//! after the last manifest's cursor, so those records are read again and written once more.
+//! Uploads a crash left unfinished stay invisible; a bucket lifecycle rule aborting
+//! incomplete multipart uploads after a day reclaims their space.
+
+use std::{collections::HashMap, io::Write, sync::Arc, time::SystemTime};
+
+use futures::StreamExt;
+use kinesis_relay_api::v1;
+use object_store::{
+    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart,
+    path::{Path, PathPart},
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use crate::{
+    archive::{
+        compression::Encoder,
+        lock::Lock,
+        store::StoreUrl,
+        template::{self, Partition, Template},
+    },
+    cli::Compression,
+    error::Failure,
+    notice,
+    output::JsonRecord,
+    resume::cursor_after,
+};
+
+/// Size of each uploaded part (S3's smallest but the last is 5 MiB).
+const PART_SIZE: usize = 5 * 1024 * 1024;
+
+/// Parts of one object in flight at once.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// The manifest of a committed batch.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The batch number.
+    pub batch: u64,
+    /// The cursor covering every record of this batch and of the batches before.
+    pub cursor: String,
+    /// The data objects, by key.
+    pub objects: Vec<Committed>,
+}
+
+/// One object of a manifest.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Committed {
+    /// Its key in the bucket.
+    pub key: String,
+    /// Records it holds.
+    pub records: u64,
+    /// JSON bytes it holds (before compression).
+    pub bytes: u64,
+}
+
+/// What a pending marker holds: the keys of a batch being completed.
+#[derive(Debug, Serialize, Deserialize)]
+struct Pending {
+    batch: u64,
+    objects: Vec<String>,
+}
+
+/// Which file of a batch a record goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum FileId {
+    /// The file of a partition.
+    Data(Partition),
+    /// The file of records rejected for a reason.
+    Error(&'static str),
+}
+
+/// The archive in an object store.
+pub struct ObjectArchive {
+    /// The store.
+    store: Arc<dyn ObjectStore>,
+    /// Its URL, for keys and messages.
+    url: StoreUrl,
+    /// The lock, held while running.
+    lock: Lock,
+    /// Where files go.
+    template: Template,
+    /// How they are compressed.
+    compression: Compression,
+    /// Most files open at once.
+    max_open: usize,
+    /// `--rotate-size`: a file that holds this much JSON completes its batch.
+    rotate_size: u64,
+    /// Number of the next batch.
+    next_batch: u64,
+    /// The cursor of the last manifest found on start.
+    pub resume_cursor: Option<String>,
+    /// The cursor covering every record appended so far.
+    pub cursor: Option<String>,
+    /// The batch being written.
+    batch: Option<Batch>,
+}
+
+/// The files being written, committed together.
+struct Batch {
+    /// Its number.
+    number: u64,
+    /// When its first record arrived here, for `--rotate-interval`.
+    opened: Instant,
+    /// Its files.
+    files: HashMap<FileId, OpenObject>,
+}
+
+/// A data object being uploaded.
+struct OpenObject {
+    /// Its final key.
+    key: Path,
+    /// Compresses into a buffer that is handed to the upload after each append.
+    encoder: Encoder<Vec<u8>>,
+    /// The multipart upload.
+    upload: WriteMultipart,
+    /// Records written.
+    records: u64,
+    /// JSON bytes written (before compression).
+    size: u64,
+}
+
+/// A rejected record's line: the record and why it is there.
+#[derive(Serialize)]
+struct ErrorLine<'a> {
+    #[serde(flatten)]
+    record: JsonRecord<'a>,
+    /// Why the record is not under its partition.
+    error: &'a str,
+}
+
+impl ObjectArchive {
+    /// Takes the lock, undoes what a crash left half-done and finds where to resume.
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        url: StoreUrl,
+        lock: Lock,
+        template: Template,
+        compression: Compression,
+        max_open: usize,
+        rotate_size: u64,
+    ) -> Result<Self, Failure> {
+        let mut archive = Self {
+            store,
+            url,
+            lock,
+            template,
+            compression,
+            max_open,
+            rotate_size,
+            next_batch: 1,
+            resume_cursor: None,
+            cursor: None,
+            batch: None,
+        };
+        let last = archive.last_commit().await?;
+        archive
+            .undo_pending(last.as_ref().map_or(0, |m| m.batch))
+            .await?;
+        if let Some(manifest) = last {
+            archive.next_batch = manifest.batch + 1;
+            archive.resume_cursor = Some(manifest.cursor.clone()).filter(|c| !c.is_empty());
+            archive.cursor = archive.resume_cursor.clone();
+        }
+        Ok(archive)
+    }
+
+    fn meta(&self, dir: &str) -> Path {
+        self.url.prefix.clone().join("_archive").join(dir)
+    }
+
+    fn numbered(&self, dir: &str, batch: u64) -> Path {
+        self.meta(dir).join(format!("{batch:020}.json"))
+    }
+
+    /// Numbers of the objects under `_archive/<dir>/`.
+    async fn numbers(&self, dir: &str) -> Result<Vec<u64>, Failure> {
+        let prefix = self.meta(dir);
+        let mut listing = self.store.list(Some(&prefix));
+        let mut numbers = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|err| self.url.failure(err))?;
+            numbers.extend(number_of(&meta.location));
+        }
+        Ok(numbers)
+    }
+
+    /// The manifest of the highest committed batch.
+    async fn last_commit(&self) -> Result<Option<Manifest>, Failure> {
+        // Only the highest number is kept while listing: memory stays flat however many
+        // batches the archive holds.
+        let prefix = self.meta("commits");
+        let mut listing = self.store.list(Some(&prefix));
+        let mut highest = None;
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|err| self.url.failure(err))?;
+            highest = highest.max(number_of(&meta.location));
+        }
+        let Some(number) = highest else {
+            return Ok(None);
+        };
+        let key = self.numbered("commits", number);
+        let bytes = self.read(&key).await?;
+        let manifest = serde_json::from_slice(&bytes).map_err(|err| Failure::Destination {
+            destination: self.url.text.clone(),
+            cause: format!("the manifest {key} is not valid ({err})"),
+        })?;
+        Ok(Some(manifest))
+    }
+
+    async fn read(&self, key: &Path) -> Result<bytes::Bytes, Failure> {
+        let result = self
+            .store
+            .get(key)
+            .await
+            .map_err(|err| self.url.failure(err))?;
+        result.bytes().await.map_err(|err| self.url.failure(err))
+    }
+
+    /// Deletes the objects of batches completed but never committed, and stale markers.
+    async fn undo_pending(&self, committed: u64) -> Result<(), Failure> {
+        for number in self.numbers("pending").await? {
+            let marker = self.numbered("pending", number);
+            if number > committed {
+                let bytes = self.read(&marker).await?;
+                let pending: Pending =
+                    serde_json::from_slice(&bytes).map_err(|err| Failure::Destination {
+                        destination: self.url.text.clone(),
+                        cause: format!("the pending marker {marker} is not valid ({err})"),
+                    })?;
+                notice!(
+                    "archive: removing the {} objects of batch {number}, completed but never \
+                     committed by an earlier run; their records are archived again",
+                    pending.objects.len()
+                );
+                for key in pending.objects {
+                    self.delete(&Path::from(key)).await?;
+                }
+            }
+            self.delete(&marker).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, key: &Path) -> Result<(), Failure> {
+        match self.store.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(err) => Err(self.url.failure(err)),
+        }
+    }
+
+    /// Size of the largest open file (JSON bytes), for `--rotate-size`.
+    pub fn largest(&self) -> u64 {
+        self.batch
+            .as_ref()
+            .and_then(|batch| batch.files.values().map(|file| file.size).max())
+            .unwrap_or(0)
+    }
+
+    /// When the open batch started.
+    pub fn opened(&self) -> Option<Instant> {
+        self.batch.as_ref().map(|batch| batch.opened)
+    }
+
+    /// Resolves when the lock is lost.
+    pub async fn lost(&self) -> String {
+        self.lock.lost().await
+    }
+
+    /// Appends records, each to the file of its partition.
+    pub async fn append(
+        &mut self,
+        stream: &str,
+        shard_id: &str,
+        records: &[v1::Record],
+        cursor: String,
+    ) -> anyhow::Result<()> {
+        let rotate_size = self.rotate_size;
+        for (index, record) in records.iter().enumerate() {
+            let json = self
+                .template
+                .needs_json()
+                .then(|| template::parse_json(&record.data));
+            let (id, rejected) = match self.template.partition(stream, record, json.as_ref()) {
+                Ok(partition) => (FileId::Data(partition), None),
+                Err(rejected) => (FileId::Error(rejected.reason), Some(rejected.detail)),
+            };
+            let full = self.batch.as_ref().is_some_and(|batch| {
+                !batch.files.contains_key(&id) && batch.files.len() >= self.max_open
+            });
+            if full {
+                // Complete what is open first; its cursor covers the records before this
+                // one of the batch, not the rest.
+                if let Some(before) = index.checked_sub(1).map(|i| &records[i]) {
+                    self.cursor = Some(cursor_after(&cursor, shard_id, before)?);
+                }
+                self.complete().await?;
+            }
+            let mut line = Vec::new();
+            let json_record = JsonRecord::new(stream, shard_id, record);
+            match &rejected {
+                None => serde_json::to_writer(&mut line, &json_record),
+                Some(detail) => serde_json::to_writer(
+                    &mut line,
+                    &ErrorLine {
+                        record: json_record,
+                        error: detail,
+                    },
+                ),
+            }?;
+            line.push(b'\n');
+            let file = self.file(stream, id, record).await?;
+            file.encoder.write_all(&line)?;
+            file.records += 1;
+            file.size += line.len() as u64;
+            let compressed = std::mem::take(file.encoder.get_mut());
+            file.upload.write(&compressed);
+            let full = file.size >= rotate_size;
+            file.upload
+                .wait_for_capacity(PARTS_IN_FLIGHT)
+                .await
+                .map_err(|err| self.url.failure(err))?;
+            if full {
+                // Rotated on the record that filled the file, so files keep to the size
+                // even when a batch of the relay holds thousands of records.
+                self.cursor = Some(cursor_after(&cursor, shard_id, record)?);
+                self.complete().await?;
+            }
+        }
+        self.cursor = Some(cursor);
+        Ok(())
+    }
+
+    /// The open file of `id`, started with `record` as its first record when none is.
+    async fn file(
+        &mut self,
+        stream: &str,
+        id: FileId,
+        record: &v1::Record,
+    ) -> Result<&mut OpenObject, Failure> {
+        let next_batch = self.next_batch;
+        let batch = self.batch.get_or_insert_with(|| Batch {
+            number: next_batch,
+            opened: Instant::now(),
+            files: HashMap::new(),
+        });
+        if !batch.files.contains_key(&id) {
+            let arrived = record
+                .approximate_arrival_timestamp
+                .as_ref()
+                .and_then(|at| {
+                    let nanos = i128::from(at.seconds) * 1_000_000_000 + i128::from(at.nanos);
+                    OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()
+                })
+                .unwrap_or_else(|| OffsetDateTime::from(SystemTime::now()));
+            let dir = match &id {
+                FileId::Data(partition) => self.template.render(partition, arrived),
+                FileId::Error(reason) => template::error_prefix(reason, arrived),
+            };
+            let stream = if stream.is_empty() { "stream" } else { stream };
+            let name = format!(
+                "{stream}-{:010}-{:04}-{:04}{:02}{:02}T{:02}{:02}{:02}Z.{}",
+                batch.number,
+                batch.files.len() + 1,
+                arrived.year(),
+                u8::from(arrived.month()),
+                arrived.day(),
+                arrived.hour(),
+                arrived.minute(),
+                arrived.second(),
+                self.compression.extension()
+            );
+            let key: Path = self
+                .url
+                .prefix
+                .parts()
+                .chain(dir.parts())
+                .chain(std::iter::once(PathPart::from(name)))
+                .collect();
+            let upload = self
+                .store
+                .put_multipart(&key)
+                .await
+                .map_err(|err| self.url.failure(err))?;
+            let encoder =
+                Encoder::new(self.compression, Vec::new()).map_err(|err| Failure::Destination {
+                    destination: self.url.text.clone(),
+                    cause: format!("starting the compressor: {err}"),
+                })?;
+            batch.files.insert(
+                id.clone(),
+                OpenObject {
+                    key,
+                    encoder,
+                    upload: WriteMultipart::new_with_chunk_size(upload, PART_SIZE),
+                    records: 0,
+                    size: 0,
+                },
+            );
+        }
+        batch
+            .files
+            .get_mut(&id)
+            .ok_or_else(|| Failure::Destination {
+                destination: self.url.text.clone(),
+                cause: "an open file vanished".into(),
+            })
+    }
+
+    /// Completes the open batch, if any: pending marker, uploads completed, manifest.
+    pub async fn complete(&mut self) -> anyhow::Result<()> {
+        let Some(batch) = self.batch.take() else {
+            return Ok(());
+        };
+        let mut files: Vec<OpenObject> = batch.files.into_values().collect();
+        files.sort_by(|a, b| a.key.cmp(&b.key));
+        let lost = |why: String| Failure::Destination {
+            destination: self.url.text.clone(),
+            cause: format!("{why}; batch {} was not committed", batch.number),
+        };
+        self.lock.check().map_err(lost)?;
+        let pending = Pending {
+            batch: batch.number,
+            objects: files.iter().map(|file| file.key.to_string()).collect(),
+        };
+        self.store
+            .put(
+                &self.numbered("pending", batch.number),
+                PutPayload::from(serde_json::to_vec(&pending)?),
+            )
+            .await
+            .map_err(|err| self.url.failure(err))?;
+        let mut objects = Vec::with_capacity(files.len());
+        for file in files {
+            let rest = file.encoder.finish()?;
+            let mut upload = file.upload;
+            upload.write(&rest);
+            upload.finish().await.map_err(|err| self.url.failure(err))?;
+            objects.push(Committed {
+                key: file.key.to_string(),
+                records: file.records,
+                bytes: file.size,
+            });
+        }
+        self.lock.check().map_err(lost)?;
+        let manifest = Manifest {
+            batch: batch.number,
+            cursor: self.cursor.clone().unwrap_or_default(),
+            objects,
+        };
+        let key = self.numbered("commits", batch.number);
+        let created = self
+            .store
+            .put_opts(
+                &key,
+                PutPayload::from(serde_json::to_vec_pretty(&manifest)?),
+                PutOptions {
+                    mode: PutMode::Create,
+                    ..PutOptions::default()
+                },
+            )
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                return Err(Failure::Destination {
+                    destination: self.url.text.clone(),
+                    cause: format!(
+                        "the manifest {key} exists already: another archiver writes to this \
+                         destination"
+                    ),
+                }
+                .into());
+            }
+            Err(err) => return Err(self.url.failure(err).into()),
+        }
+        self.next_batch = batch.number + 1;
+        if let Err(err) = self
+            .store
+            .delete(&self.numbered("pending", batch.number))
+            .await
+        {
+            // Harmless: the next start deletes markers of committed batches.
+            tracing::warn!(cause = %err, "deleting a pending marker failed");
+        }
+        tracing::info!(
+            batch = batch.number,
+            objects = manifest.objects.len(),
+            "archive batch committed"
+        );
+        Ok(())
+    }
+
+    /// Releases the lock.
+    pub async fn close(self) {
+        self.lock.release().await;
+    }
+}
+
+/// The batch number of `_archive/<dir>/<number>.json`.
+fn number_of(key: &Path) -> Option<u64> {
+    key.filename()?.strip_suffix(".json")?.parse().ok()
+}
