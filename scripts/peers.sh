@@ -48,3 +48,5 @@ export KINESIS_RELAY_S3_URL="$s3_url"
 # Headless Chromium (Debian) and selenium: the web console's browser test.
 scripts/install-browser.sh >/dev/null
 python3 -m pip install --quiet --disable-pip-version-check selenium==4.51.0
+# sseclient-py over requests: a Python Server-Sent Events client (server/tests/sse.rs).
+python3 -m pip install --quiet --disable-pip-version-check sseclient-py==1.8.0 requests==2.34.2

@@ -669,3 +669,75 @@ async fn curl_reads_every_record_once_across_a_reconnect_with_last_event_id() {
     relay.shutdown().await.unwrap();
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_python_sse_client_reads_every_record_once_across_a_reconnect() {
+    let available = std::process::Command::new("python3")
+        .args(["-c", "import sseclient, requests"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !require_tool("python3 with sseclient-py and requests", available) {
+        return;
+    }
+    let stream = "sse-python";
+    let (emulator, relay) = relay_on_one_shard(stream, fast_config(&[stream])).await;
+    let kinesis = client_for(&emulator.endpoint_url());
+    let written = numbered("python", 40, 5);
+    put(&kinesis, stream, &written).await;
+    eventually("the relay to hold the records", || async {
+        relay.hubs[0]
+            .read()
+            .shards
+            .values()
+            .map(|s| s.ring.len())
+            .sum::<usize>()
+            >= written.len()
+    })
+    .await;
+    let url = format!(
+        "http://{}/v1/streams/{stream}/records?start=earliest",
+        relay.local_addr
+    );
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/sse_client.py");
+    let run = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(&url)
+        .arg("17")
+        .arg(written.len().to_string())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(DEADLINE * 2, run)
+        .await
+        .expect("the Python client finishes")
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the Python client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let got: Vec<String> = result["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|data| data.as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = written
+        .iter()
+        .map(|(_, data)| String::from_utf8(data.clone()).unwrap())
+        .collect();
+    assert_eq!(
+        got, expected,
+        "every record once, in order, across the reconnect"
+    );
+    assert!(
+        result["reconnected_after"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+    relay.shutdown().await.unwrap();
+    emulator.shutdown().await;
+}
