@@ -1,5 +1,5 @@
-//! Smoke test: `--quick` runs every system and each delivers records with no gaps or
-//! repeats. Nothing about speed is asserted. Needs `bench/install-peers.sh`; without
+//! Smoke test: `--quick` runs every system (the relay's SSE subscribers too) and each
+//! delivers records with no gaps or repeats. Nothing about speed is asserted. Needs `bench/install-peers.sh`; without
 //! redis-server or nats-server on PATH the test says so and passes, unless
 //! `KINESIS_RELAY_BENCH_REQUIRE_PEERS` is set (CI sets it after installing them).
 
@@ -26,7 +26,12 @@ fn quick_matrix_delivers_every_record_on_every_system() {
     }
     let out = tempfile::tempdir().expect("temp dir");
     let status = Command::new(env!("CARGO_BIN_EXE_kinesis-relay-bench"))
-        .args(["--quick", "--out"])
+        .args([
+            "--quick",
+            "--systems",
+            "relay,relay-16k,relay-sse,redis,nats",
+            "--out",
+        ])
         .arg(out.path())
         .status()
         .expect("the bench binary runs (redis-server and nats-server: bench/install-peers.sh)");
@@ -71,7 +76,7 @@ fn quick_matrix_delivers_every_record_on_every_system() {
         }
         seen.push(fields[system].to_owned());
     }
-    for expected in ["relay", "relay-16k", "redis", "nats"] {
+    for expected in ["relay", "relay-16k", "relay-sse", "redis", "nats"] {
         assert!(
             seen.iter().any(|s| s == expected),
             "{expected} did not run: {csv}"

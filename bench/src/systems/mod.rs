@@ -4,6 +4,7 @@
 mod nats;
 mod redis;
 pub mod relay;
+mod sse;
 
 use std::{
     net::TcpListener,
@@ -42,6 +43,10 @@ pub enum System {
     /// every HTTP/2 frame is its own system call, as before the coalescing.
     #[value(name = "relay-16k-per-frame")]
     Relay16kPerFrame,
+    /// The same relay; subscribers read its Server-Sent Events endpoint over HTTP/1.1
+    /// (`GET /v1/streams/bench/records`), as `curl -N` and browsers do.
+    #[value(name = "relay-sse")]
+    RelaySse,
     /// Debian's redis-server, PUBLISH / SUBSCRIBE.
     Redis,
     /// Debian's nats-server, core publish / subscribe.
@@ -55,6 +60,7 @@ impl System {
             System::Relay => "relay",
             System::Relay16k => "relay-16k",
             System::Relay16kPerFrame => "relay-16k-per-frame",
+            System::RelaySse => "relay-sse",
             System::Redis => "redis",
             System::Nats => "nats",
         }
@@ -121,7 +127,9 @@ pub async fn start(
 ) -> anyhow::Result<Server> {
     match system {
         System::Relay => relay::start(placement, ring_bytes, CLIENT_MAX_FRAME_SIZE, &[]).await,
-        System::Relay16k => relay::start(placement, ring_bytes, DEFAULT_FRAME_SIZE, &[]).await,
+        System::Relay16k | System::RelaySse => {
+            relay::start(placement, ring_bytes, DEFAULT_FRAME_SIZE, &[]).await
+        }
         System::Relay16kPerFrame => {
             let extra = ["--coalesce-writes".to_owned(), "off".to_owned()];
             relay::start(placement, ring_bytes, DEFAULT_FRAME_SIZE, &extra).await
@@ -258,7 +266,9 @@ impl Publisher {
     /// Connects a publisher to `server`.
     pub async fn connect(server: &Server) -> anyhow::Result<Self> {
         match server.system {
-            System::Relay | System::Relay16k | System::Relay16kPerFrame => relay::publisher(server),
+            System::Relay | System::Relay16k | System::Relay16kPerFrame | System::RelaySse => {
+                relay::publisher(server)
+            }
             System::Redis => redis::publisher(server).await,
             System::Nats => nats::publisher(server).await,
         }
@@ -287,7 +297,7 @@ impl Publisher {
 /// [`relay::delivery_delay`]); `None` for the other systems or when it cannot be read.
 pub async fn relay_delay(server: &Server) -> Option<Vec<(f64, u64)>> {
     match server.system {
-        System::Relay | System::Relay16k | System::Relay16kPerFrame => {
+        System::Relay | System::Relay16k | System::Relay16kPerFrame | System::RelaySse => {
             relay::delivery_delay(server).await.ok()
         }
         System::Redis | System::Nats => None,
@@ -297,7 +307,7 @@ pub async fn relay_delay(server: &Server) -> Option<Vec<(f64, u64)>> {
 /// Bytes of records the server holds for replay (the relay's ring; 0 for the others).
 pub async fn held_bytes(server: &Server) -> u64 {
     match server.system {
-        System::Relay | System::Relay16k | System::Relay16kPerFrame => {
+        System::Relay | System::Relay16k | System::Relay16kPerFrame | System::RelaySse => {
             relay::ring_bytes_held(server).await.unwrap_or(0)
         }
         System::Redis | System::Nats => 0,
@@ -315,6 +325,7 @@ pub async fn subscribe(
         System::Relay | System::Relay16k | System::Relay16kPerFrame => {
             relay::subscribe(server, stats, latency).await
         }
+        System::RelaySse => sse::subscribe(server, stats, latency).await,
         System::Redis => redis::subscribe(server, stats, latency).await,
         System::Nats => nats::subscribe(server, stats, latency).await,
     }
