@@ -15,11 +15,12 @@ export PATH="$PWD/.peers/node_modules/.bin:$PATH"
 hash -r
 # Debian's redis-server and nats-server for the benchmark's smoke test (bench/tests/quick.rs).
 bench/install-peers.sh >/dev/null
-# moto in server mode: the S3-compatible store of the archive tests (client/tests/archive_s3.rs),
+# moto in server mode: the S3-compatible store of the archive tests (client/tests/archive_s3.rs;
+# pyarrow reads their Parquet files back),
 # on KINESIS_RELAY_S3_PORT (4570), its URL exported as KINESIS_RELAY_S3_URL. Started once (a
 # moto already answering there is reused) and stopped within a second of the shell that
 # sourced this file; log in $TMPDIR/moto-PORT.log.
-python3 -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.1'
+python3 -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.1' pyarrow==26.0.1
 s3_port="${KINESIS_RELAY_S3_PORT:-4570}"
 s3_url="http://127.0.0.1:$s3_port"
 s3_answers() {

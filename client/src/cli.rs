@@ -171,7 +171,10 @@ pub struct ArchiveArgs {
     /// Complete a file once it is this old.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub rotate_interval: Duration,
-    /// Compression of the files.
+    /// Format of the files.
+    #[arg(long, value_enum, default_value_t = ArchiveFormat::Ndjson)]
+    pub format: ArchiveFormat,
+    /// Compression of the files (of the pages of Parquet files: none or zstd).
     #[arg(long, value_enum, default_value_t = Compression::None)]
     pub compression: Compression,
     /// Same as --compression gzip.
@@ -184,6 +187,10 @@ pub struct ArchiveArgs {
     /// {yyyy}/{MM}/{dd}/{HH}/ (Firehose's layout).
     #[arg(long, value_name = "TEMPLATE")]
     pub prefix_template: Option<String>,
+    /// Parquet only: rows per row group; the writer holds one row group in memory per open
+    /// file.
+    #[arg(long, value_name = "N", default_value = "8192", value_parser = clap::value_parser!(u32).range(1..))]
+    pub row_group_rows: u32,
     /// Object stores only: most files open at once (one per partition); a record for one
     /// more completes them all first. Each open file buffers up to 15 MiB.
     #[arg(long, value_name = "N", default_value = "16", value_parser = clap::value_parser!(u16).range(1..))]
@@ -206,6 +213,16 @@ impl ArchiveArgs {
             self.compression
         }
     }
+}
+
+/// `archive --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArchiveFormat {
+    /// Newline-delimited JSON, one record per line (the `json` format of `subscribe`).
+    Ndjson,
+    /// Parquet (object stores only): stream, shard_id, sequence_number,
+    /// sub_sequence_number, partition_key, explicit_hash_key, arrival_time, data (bytes).
+    Parquet,
 }
 
 /// `--compression`.

@@ -370,6 +370,151 @@ async fn gzip_and_zstd_objects_read_back_with_every_record_once() {
     setup.shutdown().await;
 }
 
+/// Reads Parquet files with pyarrow (an independent reader) and prints one JSON object per row.
+const PYARROW_DUMP: &str = r#"
+import base64, json, sys
+import pyarrow.parquet as pq
+for path in sys.argv[1:]:
+    file = pq.ParquetFile(path)
+    table = file.read()
+    for row in table.to_pylist():
+        at = row["arrival_time"]
+        print(json.dumps({
+            "columns": table.schema.names,
+            "arrival_type": str(table.schema.field("arrival_time").type),
+            "row_groups": file.metadata.num_row_groups,
+            "stream": row["stream"],
+            "shard_id": row["shard_id"],
+            "sequence_number": row["sequence_number"],
+            "sub_sequence_number": row["sub_sequence_number"],
+            "partition_key": row["partition_key"],
+            "explicit_hash_key": row["explicit_hash_key"],
+            "arrival_ms": None if at is None else int(at.timestamp() * 1000),
+            "data": base64.b64encode(row["data"]).decode(),
+        }))
+"#;
+
+#[tokio::test]
+async fn parquet_objects_read_back_with_pyarrow() {
+    use base64::Engine;
+    let Some(bucket) = Bucket::create("parquet").await else {
+        return;
+    };
+    let setup = Setup::start(&[("client-s3-parquet", 2)]).await;
+    let mut records = numbered("pq", 300, 6);
+    // Data that is not UTF-8 is kept as it is.
+    records.push(("binary".into(), vec![0xff, 0x00, 0xfe]));
+    setup.put("client-s3-parquet", &records).await;
+    let archiver = bucket
+        .archiver(
+            &setup,
+            "pq",
+            &[
+                "--format",
+                "parquet",
+                "--compression",
+                "zstd",
+                "--rotate-size",
+                "4KiB",
+                "--rotate-interval",
+                "1s",
+                "--row-group-rows",
+                "16",
+            ],
+        )
+        .spawn()
+        .unwrap();
+    wait_for!("every record committed", {
+        let manifests = bucket.manifests("pq").await;
+        manifests
+            .iter()
+            .flat_map(|m| m.objects.iter().map(|o| o.records))
+            .sum::<u64>()
+            == records.len() as u64
+    });
+    signal(&archiver, "TERM").await;
+    let (code, stderr) = finish(archiver).await;
+    assert_eq!(code, 130, "{stderr}");
+
+    let manifests = bucket.manifests("pq").await;
+    assert!(manifests.len() >= 3, "rotated by size");
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for (i, key) in manifests
+        .iter()
+        .flat_map(|m| m.objects.iter().map(|o| o.key.clone()))
+        .enumerate()
+    {
+        assert!(key.ends_with(".parquet"), "{key}");
+        let path = dir.path().join(format!("{i}.parquet"));
+        std::fs::write(&path, bucket.get(&key).await).unwrap();
+        paths.push(path);
+    }
+    let output = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(PYARROW_DUMP)
+        .args(&paths)
+        .output()
+        .await
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "pyarrow: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let mut held: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut more_than_one_group = false;
+    for row in &rows {
+        assert_eq!(
+            row["columns"],
+            serde_json::json!([
+                "stream",
+                "shard_id",
+                "sequence_number",
+                "sub_sequence_number",
+                "partition_key",
+                "explicit_hash_key",
+                "arrival_time",
+                "data"
+            ])
+        );
+        assert_eq!(row["arrival_type"], "timestamp[ms, tz=UTC]");
+        assert_eq!(row["stream"], "client-s3-parquet");
+        assert!(row["shard_id"].as_str().unwrap().starts_with("shardId-"));
+        let sequence = row["sequence_number"].as_str().unwrap();
+        assert!(
+            !sequence.is_empty() && sequence.bytes().all(|b| b.is_ascii_digit()),
+            "{sequence}"
+        );
+        assert!(row["sub_sequence_number"].is_null());
+        assert!(row["explicit_hash_key"].is_null());
+        let arrival = row["arrival_ms"].as_i64().unwrap();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+        assert!((now - 600_000..=now).contains(&arrival), "{arrival}");
+        more_than_one_group |= row["row_groups"].as_u64().unwrap() > 1;
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(row["data"].as_str().unwrap())
+            .unwrap();
+        let key = records
+            .iter()
+            .find(|(_, d)| *d == data)
+            .map(|(k, _)| k.clone())
+            .expect("a record that was written");
+        assert_eq!(row["partition_key"], key.as_str());
+        *held.entry(data).or_insert(0) += 1;
+    }
+    assert_eq!(rows.len(), records.len(), "every record once");
+    assert!(held.values().all(|n| *n == 1));
+    assert_eq!(held.len(), records.len());
+    assert!(more_than_one_group, "row groups of --row-group-rows");
+    setup.shutdown().await;
+}
+
 #[tokio::test]
 async fn dynamic_partitions_each_their_own_file_and_rejects_under_errors() {
     let Some(bucket) = Bucket::create("partitions").await else {

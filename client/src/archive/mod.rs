@@ -5,6 +5,7 @@
 //! - [`store`]: `--to` parsed; the object store built, its credentials and bucket checked.
 //! - [`template`]: `--prefix-template`: keys from time, stream and partition values.
 //! - [`compression`]: `--compression` (none, gzip, zstd) for both kinds of destination.
+//! - [`parquet`]: `--format parquet`: the fixed schema and the in-memory writer.
 //! - [`local`]: the archive in a directory (files, `.cursor` files, renames).
 //! - [`objects`]: the archive in an object store (multipart uploads, manifests).
 //! - [`lock`]: the object store archive's lock with a lease.
@@ -16,6 +17,7 @@ pub mod compression;
 pub mod local;
 pub mod lock;
 pub mod objects;
+pub mod parquet;
 pub mod store;
 pub mod template;
 
@@ -26,10 +28,13 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::{
     archive::{
-        local::LocalArchive, lock::Lock, objects::ObjectArchive, store::Destination,
+        local::LocalArchive,
+        lock::Lock,
+        objects::{Layout, ObjectArchive},
+        store::Destination,
         template::Template,
     },
-    cli::{ArchiveArgs, StartFrom},
+    cli::{ArchiveArgs, ArchiveFormat, Compression, StartFrom},
     connect::Connector,
     error::Failure,
     exit_code::ExitCode,
@@ -131,6 +136,14 @@ impl Target {
         let compression = args.compression();
         match Destination::parse(&args.to)? {
             Destination::Local(dir) => {
+                if args.format == ArchiveFormat::Parquet {
+                    return Err(Failure::Usage(
+                        "--format parquet is written to object stores (s3://, gs://, az://) \
+                         only"
+                            .into(),
+                    )
+                    .into());
+                }
                 if args.prefix_template.is_some() {
                     return Err(Failure::Usage(
                         "--prefix-template applies to object stores (s3://, gs://, az://), \
@@ -145,6 +158,12 @@ impl Target {
                 let template =
                     Template::parse(args.prefix_template.as_deref().unwrap_or(template::DEFAULT))
                         .map_err(Failure::Usage)?;
+                if args.format == ArchiveFormat::Parquet && compression == Compression::Gzip {
+                    return Err(Failure::Usage(
+                        "--format parquet takes --compression zstd or none".into(),
+                    )
+                    .into());
+                }
                 if args.lock_lease < MIN_LEASE {
                     return Err(Failure::Usage(format!(
                         "--lock-lease must be at least {MIN_LEASE:?}"
@@ -159,9 +178,13 @@ impl Target {
                     url,
                     lock,
                     template,
-                    compression,
-                    usize::from(args.max_open_files),
-                    args.rotate_size,
+                    Layout {
+                        format: args.format,
+                        compression,
+                        row_group_rows: args.row_group_rows as usize,
+                        max_open: usize::from(args.max_open_files),
+                        rotate_size: args.rotate_size,
+                    },
                 )
                 .await?;
                 Ok(Self::Objects(archive))

@@ -36,10 +36,11 @@ use crate::{
     archive::{
         compression::Encoder,
         lock::Lock,
+        parquet::ParquetFile,
         store::StoreUrl,
         template::{self, Partition, Template},
     },
-    cli::Compression,
+    cli::{ArchiveFormat, Compression},
     error::Failure,
     notice,
     output::JsonRecord,
@@ -100,12 +101,8 @@ pub struct ObjectArchive {
     lock: Lock,
     /// Where files go.
     template: Template,
-    /// How they are compressed.
-    compression: Compression,
-    /// Most files open at once.
-    max_open: usize,
-    /// `--rotate-size`: a file that holds this much JSON completes its batch.
-    rotate_size: u64,
+    /// What they are like.
+    layout: Layout,
     /// Number of the next batch.
     next_batch: u64,
     /// The cursor of the last manifest found on start.
@@ -114,6 +111,21 @@ pub struct ObjectArchive {
     pub cursor: Option<String>,
     /// The batch being written.
     batch: Option<Batch>,
+}
+
+/// What the files are like and when they are completed.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    /// `--format`.
+    pub format: ArchiveFormat,
+    /// `--compression`.
+    pub compression: Compression,
+    /// `--row-group-rows`.
+    pub row_group_rows: usize,
+    /// `--max-open-files`.
+    pub max_open: usize,
+    /// `--rotate-size`: a file that holds this many bytes completes its batch.
+    pub rotate_size: u64,
 }
 
 /// The files being written, committed together.
@@ -130,14 +142,70 @@ struct Batch {
 struct OpenObject {
     /// Its final key.
     key: Path,
-    /// Compresses into a buffer that is handed to the upload after each append.
-    encoder: Encoder<Vec<u8>>,
+    /// Encodes into a buffer that is handed to the upload after each append.
+    body: Body,
     /// The multipart upload.
     upload: WriteMultipart,
     /// Records written.
     records: u64,
     /// JSON bytes written (before compression).
     size: u64,
+}
+
+/// How a file's records are encoded.
+enum Body {
+    /// JSON lines, compressed.
+    Ndjson(Encoder<Vec<u8>>),
+    /// Parquet.
+    Parquet(Box<ParquetFile>),
+}
+
+impl Body {
+    /// Encodes a record; returns the bytes it counts for `--rotate-size`.
+    fn append(
+        &mut self,
+        stream: &str,
+        shard_id: &str,
+        record: &v1::Record,
+        rejected: Option<&str>,
+    ) -> anyhow::Result<u64> {
+        match self {
+            Self::Ndjson(encoder) => {
+                let mut line = Vec::new();
+                let json_record = JsonRecord::new(stream, shard_id, record);
+                match rejected {
+                    None => serde_json::to_writer(&mut line, &json_record),
+                    Some(error) => serde_json::to_writer(
+                        &mut line,
+                        &ErrorLine {
+                            record: json_record,
+                            error,
+                        },
+                    ),
+                }?;
+                line.push(b'\n');
+                encoder.write_all(&line)?;
+                Ok(line.len() as u64)
+            }
+            Self::Parquet(file) => Ok(file.append(stream, shard_id, record)?),
+        }
+    }
+
+    /// The bytes encoded so far and not yet taken.
+    fn take_output(&mut self) -> Vec<u8> {
+        match self {
+            Self::Ndjson(encoder) => std::mem::take(encoder.get_mut()),
+            Self::Parquet(file) => file.take_output(),
+        }
+    }
+
+    /// Ends the file; returns its last bytes.
+    fn finish(self) -> anyhow::Result<Vec<u8>> {
+        Ok(match self {
+            Self::Ndjson(encoder) => encoder.finish()?,
+            Self::Parquet(file) => file.finish()?,
+        })
+    }
 }
 
 /// A rejected record's line: the record and why it is there.
@@ -156,18 +224,14 @@ impl ObjectArchive {
         url: StoreUrl,
         lock: Lock,
         template: Template,
-        compression: Compression,
-        max_open: usize,
-        rotate_size: u64,
+        layout: Layout,
     ) -> Result<Self, Failure> {
         let mut archive = Self {
             store,
             url,
             lock,
             template,
-            compression,
-            max_open,
-            rotate_size,
+            layout,
             next_batch: 1,
             resume_cursor: None,
             cursor: None,
@@ -295,7 +359,7 @@ impl ObjectArchive {
         records: &[v1::Record],
         cursor: String,
     ) -> anyhow::Result<()> {
-        let rotate_size = self.rotate_size;
+        let rotate_size = self.layout.rotate_size;
         for (index, record) in records.iter().enumerate() {
             let json = self
                 .template
@@ -306,7 +370,7 @@ impl ObjectArchive {
                 Err(rejected) => (FileId::Error(rejected.reason), Some(rejected.detail)),
             };
             let full = self.batch.as_ref().is_some_and(|batch| {
-                !batch.files.contains_key(&id) && batch.files.len() >= self.max_open
+                !batch.files.contains_key(&id) && batch.files.len() >= self.layout.max_open
             });
             if full {
                 // Complete what is open first; its cursor covers the records before this
@@ -316,25 +380,13 @@ impl ObjectArchive {
                 }
                 self.complete().await?;
             }
-            let mut line = Vec::new();
-            let json_record = JsonRecord::new(stream, shard_id, record);
-            match &rejected {
-                None => serde_json::to_writer(&mut line, &json_record),
-                Some(detail) => serde_json::to_writer(
-                    &mut line,
-                    &ErrorLine {
-                        record: json_record,
-                        error: detail,
-                    },
-                ),
-            }?;
-            line.push(b'\n');
             let file = self.file(stream, id, record).await?;
-            file.encoder.write_all(&line)?;
+            file.size += file
+                .body
+                .append(stream, shard_id, record, rejected.as_deref())?;
             file.records += 1;
-            file.size += line.len() as u64;
-            let compressed = std::mem::take(file.encoder.get_mut());
-            file.upload.write(&compressed);
+            let encoded = file.body.take_output();
+            file.upload.write(&encoded);
             let full = file.size >= rotate_size;
             file.upload
                 .wait_for_capacity(PARTS_IN_FLIGHT)
@@ -378,6 +430,14 @@ impl ObjectArchive {
                 FileId::Error(reason) => template::error_prefix(reason, arrived),
             };
             let stream = if stream.is_empty() { "stream" } else { stream };
+            // Rejected records stay JSON lines whatever the format, as with Firehose.
+            let parquet =
+                matches!(id, FileId::Data(_)) && self.layout.format == ArchiveFormat::Parquet;
+            let extension = if parquet {
+                "parquet"
+            } else {
+                self.layout.compression.extension()
+            };
             let name = format!(
                 "{stream}-{:010}-{:04}-{:04}{:02}{:02}T{:02}{:02}{:02}Z.{}",
                 batch.number,
@@ -388,7 +448,7 @@ impl ObjectArchive {
                 arrived.hour(),
                 arrived.minute(),
                 arrived.second(),
-                self.compression.extension()
+                extension
             );
             let key: Path = self
                 .url
@@ -402,16 +462,24 @@ impl ObjectArchive {
                 .put_multipart(&key)
                 .await
                 .map_err(|err| self.url.failure(err))?;
-            let encoder =
-                Encoder::new(self.compression, Vec::new()).map_err(|err| Failure::Destination {
-                    destination: self.url.text.clone(),
-                    cause: format!("starting the compressor: {err}"),
-                })?;
+            let starting = |err: String| Failure::Destination {
+                destination: self.url.text.clone(),
+                cause: format!("starting a file: {err}"),
+            };
+            let body = if parquet {
+                let file = ParquetFile::new(self.layout.compression, self.layout.row_group_rows)
+                    .map_err(|err| starting(err.to_string()))?;
+                Body::Parquet(Box::new(file))
+            } else {
+                let encoder = Encoder::new(self.layout.compression, Vec::new())
+                    .map_err(|err| starting(err.to_string()))?;
+                Body::Ndjson(encoder)
+            };
             batch.files.insert(
                 id.clone(),
                 OpenObject {
                     key,
-                    encoder,
+                    body,
                     upload: WriteMultipart::new_with_chunk_size(upload, PART_SIZE),
                     records: 0,
                     size: 0,
@@ -452,7 +520,7 @@ impl ObjectArchive {
             .map_err(|err| self.url.failure(err))?;
         let mut objects = Vec::with_capacity(files.len());
         for file in files {
-            let rest = file.encoder.finish()?;
+            let rest = file.body.finish()?;
             let mut upload = file.upload;
             upload.write(&rest);
             upload.finish().await.map_err(|err| self.url.failure(err))?;
