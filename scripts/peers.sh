@@ -51,3 +51,9 @@ scripts/install-browser.sh >/dev/null
 python3 -m pip install --quiet --disable-pip-version-check selenium==4.51.0
 # sseclient-py over requests: a Python Server-Sent Events client (server/tests/sse.rs).
 python3 -m pip install --quiet --disable-pip-version-check sseclient-py==1.8.0 requests==2.34.2
+# Connect's gRPC-Web client for Node and protoc-gen-es, which generates its code from proto/
+# with buf at test time (server/tests/grpc_web.rs).
+if [[ ! -d .peers/node_modules/@connectrpc/connect-node || ! -x .peers/node_modules/.bin/protoc-gen-es ]]; then
+  npm install --silent --no-audit --no-fund --prefix .peers @connectrpc/connect@2.2.0 \
+    @connectrpc/connect-node@2.2.0 @bufbuild/protobuf@2.17.0 @bufbuild/protoc-gen-es@2.17.0
+fi

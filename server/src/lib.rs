@@ -279,6 +279,12 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
     let service = RelayService::new(hubs.clone(), config.serve, access, shutdown_rx.clone())
         .with_catch_ups(catch_ups.clone());
     let shutdown_grace = config.transport.shutdown_grace;
+    let console = config.transport.console;
+    let scheme = if security.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     tasks.spawn(service::serve(
         listener,
         service,
@@ -288,6 +294,19 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
         shutdown_rx.clone(),
     ));
     info!(%local_addr, streams = ?config.streams, "relay listening");
+    if console {
+        // Where a newcomer running `kinesis-relay --embedded` should look.
+        let host = match local_addr.ip() {
+            ip if ip.is_unspecified() => "localhost".to_owned(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        info!(
+            "web console at {scheme}://{host}:{}{}",
+            local_addr.port(),
+            web::console::PATH
+        );
+    }
     Ok(RunningRelay {
         local_addr,
         metrics_addr,

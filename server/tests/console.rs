@@ -43,7 +43,9 @@ async fn browser_available() -> bool {
         .status()
         .await
         .is_ok_and(|status| status.success());
-    selenium && Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists()
+    selenium
+        && Path::new("/usr/bin/chromium").exists()
+        && Path::new("/usr/bin/chromedriver").exists()
 }
 
 #[tokio::test]

@@ -245,6 +245,19 @@ pub struct Cli {
     #[arg(long, env = "KINESIS_RELAY_COALESCE_WRITES", default_value = "on")]
     pub coalesce_writes: Switch,
 
+    /// Serve the web console at /console/ on the gRPC listener (`on` or `off`): the
+    /// streams, their shards and a live tail, in a browser, through the HTTP endpoints
+    /// under /v1/streams (same tokens). Its files are built into the binary.
+    #[arg(long, env = "KINESIS_RELAY_CONSOLE", default_value = "on")]
+    pub console: Switch,
+
+    /// Origin whose browser pages may call the relay: gRPC-Web and the HTTP endpoints
+    /// (scheme://host[:port], e.g. https://console.example.com; repeat for several; `*`
+    /// for every origin). None by default: pages of other origins get no answer they can
+    /// read.
+    #[arg(long = "cors-allowed-origin", env = "KINESIS_RELAY_CORS_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = crate::web::cors::parse_origin)]
+    pub cors_allowed_origins: Vec<String>,
+
     /// At shutdown, time the calls get to end (subscribers get UNAVAILABLE and their
     /// cursor at once) before the connections still open are closed.
     #[arg(long, env = "KINESIS_RELAY_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]

@@ -12,6 +12,7 @@ use crate::{
     security::{limits::SubscriberLimits, tls::TlsFiles},
     service::{ServeSettings, TransportSettings},
     subscription::LagPolicy,
+    web::cors::Cors,
 };
 
 impl Cli {
@@ -87,6 +88,8 @@ impl Cli {
             shutdown_grace: self.shutdown_grace,
             compress_responses: self.response_compression == Switch::On,
             coalesce_writes: self.coalesce_writes == Switch::On,
+            cors: Cors::new(&self.cors_allowed_origins),
+            console: self.console == Switch::On,
         }
     }
 

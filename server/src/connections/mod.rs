@@ -25,6 +25,7 @@ pub use self::settings::TransportSettings;
 use std::{
     convert::Infallible,
     net::SocketAddr,
+    pin::Pin,
     sync::{Arc, OnceLock},
     time::Duration,
 };
@@ -50,7 +51,10 @@ use self::{
     coalesce::Coalescing,
     limits::{CloseReason, ConnectionTable},
 };
-use crate::{log_budget::LogBudget, security::tls::ReloadingTls, stopped, web};
+use crate::{
+    log_budget::LogBudget, security::tls::ReloadingTls, service::grpc_web, stopped, web,
+    web::cors::Cors,
+};
 
 /// The socket the server accepts on.
 #[derive(Debug)]
@@ -302,47 +306,107 @@ impl Task {
     }
 }
 
+/// A response still being worked out, boxed: for the HTTP endpoints and gRPC-Web, whose
+/// responses get headers added once they are ready.
+type Boxed = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
+
 /// Sends a call to its service; sends a request that is not gRPC to the HTTP endpoints
 /// when its path is theirs, and otherwise answers it HTTP 415 (as PROTOCOL-HTTP2.md asks,
 /// so that no other HTTP client takes a gRPC error for a success); answers
 /// RESOURCE_EXHAUSTED when a call's metadata is over the limit (only this call fails; the
-/// connection goes on).
+/// connection goes on). gRPC-Web calls (HTTP/1.1 or HTTP/2) go to the same services
+/// through [`grpc_web`]; they and the HTTP endpoints get the CORS headers of
+/// `--cors-allowed-origin`, and CORS preflights are answered here.
 fn route(
     shared: &Shared,
     request: http::Request<Body>,
 ) -> impl Future<Output = Result<http::Response<Body>, Infallible>> + Send + use<> {
+    let cors = &shared.settings.cors;
+    if Cors::is_preflight(&request) {
+        return Either::Left(std::future::ready(Ok(cors.preflight(request.headers()))));
+    }
     let grpc = request
         .headers()
         .get(http::header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("application/grpc"));
-    if !grpc && web::handles(request.uri().path()) {
-        return Either::Right(Either::Right(shared.web.call(request)));
+    if !grpc && shared.web.handles(request.uri().path()) {
+        let cors_headers = cors.response_headers(request.headers());
+        let answer = shared.web.call(request);
+        return Either::Right(Either::Right(Box::pin(async move {
+            answer
+                .await
+                .map(|response| with_headers(response, cors_headers))
+        }) as Boxed));
     }
-    if grpc && request.version() < http::Version::HTTP_2 {
+    let web_mode = match grpc_web::Mode::of(request.headers()) {
+        None => None,
+        Some(Ok(mode)) => Some(mode),
+        Some(Err(text)) => {
+            let response = plain_text(http::StatusCode::UNSUPPORTED_MEDIA_TYPE, text);
+            let cors_headers = cors.response_headers(request.headers());
+            return Either::Left(std::future::ready(Ok(with_headers(response, cors_headers))));
+        }
+    };
+    if grpc && web_mode.is_none() && request.version() < http::Version::HTTP_2 {
         return Either::Left(std::future::ready(Ok(plain_text(
             http::StatusCode::HTTP_VERSION_NOT_SUPPORTED,
-            "gRPC needs HTTP/2: use a gRPC client (or curl for the HTTP endpoints under /v1/streams)\n",
+            "gRPC needs HTTP/2: use a gRPC client, or gRPC-Web (content-type application/grpc-web+proto) over HTTP/1.1 (or curl for the HTTP endpoints under /v1/streams)\n",
         ))));
     }
     if !grpc {
         return Either::Left(std::future::ready(Ok(plain_text(
             http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "this is a gRPC endpoint: send content-type application/grpc (see the relay's proto, or use grpcurl); the HTTP endpoints are under /v1/streams\n",
+            "this is a gRPC endpoint: send content-type application/grpc (see the relay's proto, or use grpcurl) or application/grpc-web+proto; the HTTP endpoints are under /v1/streams\n",
         ))));
     }
     let limit = shared.settings.max_header_list_bytes;
     let size = header_list_size(&request);
-    if size > limit {
-        let status = Status::resource_exhausted(format!(
+    let too_large = (size > limit).then(|| {
+        Status::resource_exhausted(format!(
             "the call's metadata is {size} bytes; this relay accepts at most {limit} (--max-header-list-bytes); send less metadata"
-        ));
-        return Either::Left(std::future::ready(Ok(status.into_http())));
-    }
+        ))
+    });
     let mut routes = shared.routes.clone();
-    Either::Right(Either::Left(async move {
-        tonic::codegen::Service::call(&mut routes, request).await
-    }))
+    let Some(mode) = web_mode else {
+        if let Some(status) = too_large {
+            return Either::Left(std::future::ready(Ok(status.into_http())));
+        }
+        return Either::Right(Either::Left(async move {
+            tonic::codegen::Service::call(&mut routes, request).await
+        }));
+    };
+    let cors_headers = cors.response_headers(request.headers());
+    Either::Right(Either::Right(Box::pin(async move {
+        let response = match too_large {
+            Some(status) => status.into_http(),
+            None => {
+                let request = grpc_web::into_grpc(request, mode);
+                let Ok(response) = tonic::codegen::Service::call(&mut routes, request).await;
+                response
+            }
+        };
+        Ok(with_headers(
+            grpc_web::from_grpc(response, mode),
+            cors_headers,
+        ))
+    }) as Boxed))
+}
+
+/// `response` with `extra` headers added.
+fn with_headers(
+    mut response: http::Response<Body>,
+    extra: http::HeaderMap,
+) -> http::Response<Body> {
+    let headers = response.headers_mut();
+    let mut name = None;
+    for (next, value) in extra {
+        name = next.or(name);
+        if let Some(name) = &name {
+            headers.append(name.clone(), value);
+        }
+    }
+    response
 }
 
 /// An answer of `status` with `text` for a client that is not gRPC.

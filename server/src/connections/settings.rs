@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::limits::ConnectionLimits;
+use crate::web::cors::Cors;
 
 /// Transport settings of the gRPC listener.
 #[derive(Debug, Clone)]
@@ -36,6 +37,11 @@ pub struct TransportSettings {
     /// Whether the frames h2 writes in one poll go out in one system call
     /// ([`coalesce::Coalescing`]); off writes each frame on its own, as h2 does.
     pub coalesce_writes: bool,
+    /// Whether the web console is served at `/console/` (`crate::web::console`).
+    pub console: bool,
+    /// Origins whose browser pages may call gRPC-Web and the HTTP endpoints (none by
+    /// default).
+    pub cors: Cors,
 }
 
 impl Default for TransportSettings {
@@ -53,6 +59,8 @@ impl Default for TransportSettings {
             shutdown_grace: Duration::from_secs(5),
             compress_responses: true,
             coalesce_writes: true,
+            console: true,
+            cors: Cors::default(),
         }
     }
 }

@@ -8,9 +8,11 @@
 //! - `encode.rs`: response bytes from pre-encoded records.
 //! - `subscribe_call.rs`: Subscribe over HTTP/2, writing those bytes as they are.
 //! - `request.rs`: request messages: size limit, compression, one message for Subscribe.
+//! - `grpc_web.rs`: gRPC-Web calls translated to and from native ones.
 
 pub mod encode;
 mod feed;
+pub mod grpc_web;
 pub mod relay;
 pub mod request;
 pub mod subscribe_call;
@@ -119,7 +121,11 @@ pub async fn serve(
     let health_service = health_service
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Zstd);
-    let web = crate::web::Endpoints::new(service.clone(), transport.max_header_list_bytes);
+    let web = crate::web::Endpoints::new(
+        service.clone(),
+        transport.max_header_list_bytes,
+        transport.console,
+    );
     let routes = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

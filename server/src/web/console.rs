@@ -64,7 +64,10 @@ pub fn serve(method: &Method, path: &str) -> Option<http::Response<Body>> {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     Some(response)
 }
 
@@ -75,10 +78,18 @@ mod tests {
     #[test]
     fn serves_its_files_and_redirects_to_its_root() {
         for (path, kind, marker) in [
-            ("/console/", "text/html", "<title>kinesis-relay console</title>"),
+            (
+                "/console/",
+                "text/html",
+                "<title>kinesis-relay console</title>",
+            ),
             ("/console/console.js", "text/javascript", "Last-Event-ID"),
             ("/console/console.css", "text/css", ".records"),
-            ("/console/tail-worker.js", "text/javascript", "TextDecoderStream"),
+            (
+                "/console/tail-worker.js",
+                "text/javascript",
+                "TextDecoderStream",
+            ),
         ] {
             let response = serve(&Method::GET, path).expect(path);
             assert_eq!(response.status(), StatusCode::OK);

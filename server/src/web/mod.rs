@@ -9,7 +9,11 @@
 //! - `query.rs`: query parameters and `Last-Event-ID` into a `SubscribeRequest`.
 //! - `json.rs`: the JSON form of the contract's messages.
 //! - `sse.rs`: Subscribe's responses as an event stream, one event per record.
+//! - `console.rs`: the web console's files (`console/`), built into the binary.
+//! - `cors.rs`: the origins whose pages may call these endpoints and gRPC-Web.
 
+pub mod console;
+pub mod cors;
 mod json;
 mod query;
 mod sse;
@@ -29,7 +33,7 @@ use crate::service::RelayService;
 /// Every path under this prefix is served here (unless the request says it is gRPC).
 const PREFIX: &str = "/v1/streams";
 
-/// Whether a request for `path` that is not gRPC is one of these endpoints.
+/// Whether a request for `path` that is not gRPC is one of the JSON and SSE endpoints.
 pub fn handles(path: &str) -> bool {
     path.strip_prefix(PREFIX)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
@@ -42,6 +46,8 @@ pub struct Endpoints {
     service: RelayService,
     /// Largest header list a request may carry (`--max-header-list-bytes`, as for gRPC).
     max_header_list_bytes: usize,
+    /// Whether the web console is served (`--console`).
+    console: bool,
 }
 
 /// What a path names.
@@ -72,12 +78,19 @@ impl Route {
 }
 
 impl Endpoints {
-    /// Endpoints answering through `service`.
-    pub fn new(service: RelayService, max_header_list_bytes: usize) -> Self {
+    /// Endpoints answering through `service`, with the web console when `console`.
+    pub fn new(service: RelayService, max_header_list_bytes: usize, console: bool) -> Self {
         Self {
             service,
             max_header_list_bytes,
+            console,
         }
+    }
+
+    /// Whether a request for `path` that is not gRPC is answered here: the JSON and SSE
+    /// endpoints, and the console's pages when it is on.
+    pub fn handles(&self, path: &str) -> bool {
+        handles(path) || (self.console && console::handles(path))
     }
 
     /// Answers `request`, whose path [`handles`] accepted.
@@ -111,6 +124,10 @@ impl Endpoints {
             });
         }
         let (parts, _body) = request.into_parts();
+        if self.console && console::handles(parts.uri.path()) {
+            return console::serve(&parts.method, parts.uri.path())
+                .ok_or_else(ApiError::not_an_endpoint);
+        }
         let Some(route) = Route::parse(parts.uri.path()) else {
             return Err(ApiError::not_an_endpoint());
         };
