@@ -187,6 +187,10 @@ pub struct ArchiveArgs {
     /// {yyyy}/{MM}/{dd}/{HH}/ (Firehose's layout).
     #[arg(long, value_name = "TEMPLATE")]
     pub prefix_template: Option<String>,
+    /// Parquet only: the type of the data column: bytes (binary), or utf8 (text; records
+    /// whose data is not UTF-8 go under errors/not-utf8/).
+    #[arg(long, value_enum, default_value_t = ParquetData::Bytes)]
+    pub parquet_data: ParquetData,
     /// Parquet only: rows per row group; the writer holds one row group in memory per open
     /// file.
     #[arg(long, value_name = "N", default_value = "8192", value_parser = clap::value_parser!(u32).range(1..))]
@@ -223,6 +227,15 @@ pub enum ArchiveFormat {
     /// Parquet (object stores only): stream, shard_id, sequence_number,
     /// sub_sequence_number, partition_key, explicit_hash_key, arrival_time, data (bytes).
     Parquet,
+}
+
+/// `--parquet-data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ParquetData {
+    /// A binary column: the bytes as written.
+    Bytes,
+    /// A UTF-8 string column.
+    Utf8,
 }
 
 /// `--compression`.

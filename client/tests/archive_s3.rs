@@ -390,9 +390,46 @@ for path in sys.argv[1:]:
             "partition_key": row["partition_key"],
             "explicit_hash_key": row["explicit_hash_key"],
             "arrival_ms": None if at is None else int(at.timestamp() * 1000),
-            "data": base64.b64encode(row["data"]).decode(),
+            "data_type": str(table.schema.field("data").type),
+            "data": base64.b64encode(
+                row["data"] if isinstance(row["data"], bytes) else row["data"].encode()
+            ).decode(),
         }))
 "#;
+
+/// The rows of the committed Parquet objects, as read by pyarrow.
+async fn pyarrow_rows(bucket: &Bucket, manifests: &[Manifest]) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for (i, key) in manifests
+        .iter()
+        .flat_map(|m| m.objects.iter().map(|o| o.key.clone()))
+        .filter(|key| !key.contains("/errors/"))
+        .enumerate()
+    {
+        assert!(key.ends_with(".parquet"), "{key}");
+        let path = dir.path().join(format!("{i}.parquet"));
+        std::fs::write(&path, bucket.get(&key).await).unwrap();
+        paths.push(path);
+    }
+    let output = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(PYARROW_DUMP)
+        .args(&paths)
+        .output()
+        .await
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "pyarrow: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
 
 #[tokio::test]
 async fn parquet_objects_read_back_with_pyarrow() {
@@ -438,35 +475,7 @@ async fn parquet_objects_read_back_with_pyarrow() {
 
     let manifests = bucket.manifests("pq").await;
     assert!(manifests.len() >= 3, "rotated by size");
-    let dir = tempfile::tempdir().unwrap();
-    let mut paths = Vec::new();
-    for (i, key) in manifests
-        .iter()
-        .flat_map(|m| m.objects.iter().map(|o| o.key.clone()))
-        .enumerate()
-    {
-        assert!(key.ends_with(".parquet"), "{key}");
-        let path = dir.path().join(format!("{i}.parquet"));
-        std::fs::write(&path, bucket.get(&key).await).unwrap();
-        paths.push(path);
-    }
-    let output = tokio::process::Command::new("python3")
-        .arg("-c")
-        .arg(PYARROW_DUMP)
-        .args(&paths)
-        .output()
-        .await
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "pyarrow: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let rows: Vec<Value> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let rows = pyarrow_rows(&bucket, &manifests).await;
     let mut held: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut more_than_one_group = false;
     for row in &rows {
@@ -484,6 +493,7 @@ async fn parquet_objects_read_back_with_pyarrow() {
             ])
         );
         assert_eq!(row["arrival_type"], "timestamp[ms, tz=UTC]");
+        assert_eq!(row["data_type"], "binary");
         assert_eq!(row["stream"], "client-s3-parquet");
         assert!(row["shard_id"].as_str().unwrap().starts_with("shardId-"));
         let sequence = row["sequence_number"].as_str().unwrap();
@@ -512,6 +522,61 @@ async fn parquet_objects_read_back_with_pyarrow() {
     assert!(held.values().all(|n| *n == 1));
     assert_eq!(held.len(), records.len());
     assert!(more_than_one_group, "row groups of --row-group-rows");
+    setup.shutdown().await;
+}
+
+#[tokio::test]
+async fn parquet_utf8_data_with_other_records_under_errors() {
+    let Some(bucket) = Bucket::create("parquet-utf8").await else {
+        return;
+    };
+    let setup = Setup::start(&[("client-s3-parquet-utf8", 1)]).await;
+    let mut records = numbered("text", 50, 3);
+    records.push(("binary".into(), vec![0xff, 0x00, 0xfe]));
+    setup.put("client-s3-parquet-utf8", &records).await;
+    let archiver = bucket
+        .archiver(
+            &setup,
+            "text",
+            &[
+                "--format",
+                "parquet",
+                "--parquet-data",
+                "utf8",
+                "--rotate-interval",
+                "1s",
+            ],
+        )
+        .spawn()
+        .unwrap();
+    wait_for!("every record committed", {
+        bucket
+            .manifests("text")
+            .await
+            .iter()
+            .flat_map(|m| m.objects.iter().map(|o| o.records))
+            .sum::<u64>()
+            == records.len() as u64
+    });
+    signal(&archiver, "TERM").await;
+    let (code, stderr) = finish(archiver).await;
+    assert_eq!(code, 130, "{stderr}");
+    let manifests = bucket.manifests("text").await;
+    let rows = pyarrow_rows(&bucket, &manifests).await;
+    assert_eq!(rows.len(), 50);
+    assert!(rows.iter().all(|row| row["data_type"] == "string"));
+    let errors: Vec<String> = manifests
+        .iter()
+        .flat_map(|m| m.objects.iter().map(|o| o.key.clone()))
+        .filter(|key| key.starts_with("text/errors/not-utf8/"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{manifests:?}");
+    assert!(errors[0].ends_with(".ndjson"), "{}", errors[0]);
+    let lines = bucket.lines(&errors[0]).await;
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["data_encoding"], "base64");
+    assert_eq!(lines[0]["data"], "/wD+");
+    assert!(lines[0]["error"].as_str().unwrap().contains("not UTF-8"));
     setup.shutdown().await;
 }
 

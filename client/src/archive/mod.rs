@@ -182,6 +182,7 @@ impl Target {
                         format: args.format,
                         compression,
                         row_group_rows: args.row_group_rows as usize,
+                        parquet_data: args.parquet_data,
                         max_open: usize::from(args.max_open_files),
                         rotate_size: args.rotate_size,
                     },

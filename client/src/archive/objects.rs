@@ -36,11 +36,11 @@ use crate::{
     archive::{
         compression::Encoder,
         lock::Lock,
-        parquet::ParquetFile,
+        parquet::{self, ParquetFile},
         store::StoreUrl,
         template::{self, Partition, Template},
     },
-    cli::{ArchiveFormat, Compression},
+    cli::{ArchiveFormat, Compression, ParquetData},
     error::Failure,
     notice,
     output::JsonRecord,
@@ -122,6 +122,8 @@ pub struct Layout {
     pub compression: Compression,
     /// `--row-group-rows`.
     pub row_group_rows: usize,
+    /// `--parquet-data`.
+    pub parquet_data: ParquetData,
     /// `--max-open-files`.
     pub max_open: usize,
     /// `--rotate-size`: a file that holds this many bytes completes its batch.
@@ -365,9 +367,17 @@ impl ObjectArchive {
                 .template
                 .needs_json()
                 .then(|| template::parse_json(&record.data));
-            let (id, rejected) = match self.template.partition(stream, record, json.as_ref()) {
-                Ok(partition) => (FileId::Data(partition), None),
-                Err(rejected) => (FileId::Error(rejected.reason), Some(rejected.detail)),
+            let unfit = match self.layout.format {
+                ArchiveFormat::Parquet => parquet::accepts(self.layout.parquet_data, record).err(),
+                ArchiveFormat::Ndjson => None,
+            };
+            let (id, rejected) = match (
+                unfit,
+                self.template.partition(stream, record, json.as_ref()),
+            ) {
+                (Some((reason, detail)), _) => (FileId::Error(reason), Some(detail)),
+                (None, Ok(partition)) => (FileId::Data(partition), None),
+                (None, Err(rejected)) => (FileId::Error(rejected.reason), Some(rejected.detail)),
             };
             let full = self.batch.as_ref().is_some_and(|batch| {
                 !batch.files.contains_key(&id) && batch.files.len() >= self.layout.max_open
@@ -467,8 +477,12 @@ impl ObjectArchive {
                 cause: format!("starting a file: {err}"),
             };
             let body = if parquet {
-                let file = ParquetFile::new(self.layout.compression, self.layout.row_group_rows)
-                    .map_err(|err| starting(err.to_string()))?;
+                let file = ParquetFile::new(
+                    self.layout.compression,
+                    self.layout.parquet_data,
+                    self.layout.row_group_rows,
+                )
+                .map_err(|err| starting(err.to_string()))?;
                 Body::Parquet(Box::new(file))
             } else {
                 let encoder = Encoder::new(self.layout.compression, Vec::new())

@@ -1,5 +1,6 @@
 //! `--format parquet`: records as Parquet files with a fixed schema, the record's metadata
-//! and its data as bytes, for query engines that read Parquet (Athena, Spark, DuckDB, ...).
+//! and its data as bytes or UTF-8 text (`--parquet-data`), for query engines that read
+//! Parquet (Athena, Spark, DuckDB, ...).
 //!
 //! The writer keeps at most one row group in memory (`--row-group-rows`); what it has
 //! encoded is taken out after each append and handed to the upload, like compressed NDJSON.
@@ -19,13 +20,17 @@ use parquet::{
     file::properties::WriterProperties,
 };
 
-use crate::cli::Compression;
+use crate::cli::{Compression, ParquetData};
 
 /// Records gathered before they are handed to the writer as one Arrow batch.
 const BATCH_ROWS: usize = 1024;
 
-/// The columns of every archive Parquet file.
-pub fn schema() -> SchemaRef {
+/// The columns of every archive Parquet file; `data` is binary or UTF-8 text.
+pub fn schema(data: ParquetData) -> SchemaRef {
+    let data_type = match data {
+        ParquetData::Bytes => DataType::Binary,
+        ParquetData::Utf8 => DataType::Utf8,
+    };
     Arc::new(Schema::new(vec![
         Field::new("stream", DataType::Utf8, false),
         Field::new("shard_id", DataType::Utf8, false),
@@ -38,7 +43,7 @@ pub fn schema() -> SchemaRef {
             DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
             true,
         ),
-        Field::new("data", DataType::Binary, false),
+        Field::new("data", data_type, false),
     ]))
 }
 
@@ -48,6 +53,8 @@ pub struct ParquetFile {
     writer: ArrowWriter<Vec<u8>>,
     /// Rows gathered for the next batch.
     columns: Columns,
+    /// The columns.
+    schema: SchemaRef,
     /// How many.
     rows: usize,
 }
@@ -63,12 +70,17 @@ struct Columns {
     explicit_hash_key: StringBuilder,
     arrival_time: TimestampMillisecondBuilder,
     data: BinaryBuilder,
+    text: StringBuilder,
 }
 
 impl ParquetFile {
     /// A file whose pages are compressed with `compression` (none or zstd), with row
     /// groups of at most `row_group_rows` rows.
-    pub fn new(compression: Compression, row_group_rows: usize) -> Result<Self, ParquetError> {
+    pub fn new(
+        compression: Compression,
+        data: ParquetData,
+        row_group_rows: usize,
+    ) -> Result<Self, ParquetError> {
         let codec = match compression {
             Compression::None => Codec::UNCOMPRESSED,
             Compression::Zstd => Codec::ZSTD(ZstdLevel::default()),
@@ -82,20 +94,32 @@ impl ParquetFile {
             .set_max_row_group_row_count(Some(row_group_rows.max(1)))
             .set_compression(codec)
             .build();
+        let schema = schema(data);
         Ok(Self {
-            writer: ArrowWriter::try_new(Vec::new(), schema(), Some(properties))?,
+            writer: ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties))?,
             columns: Columns::default(),
+            schema,
             rows: 0,
         })
     }
 
-    /// Adds a record; returns the bytes it counts for `--rotate-size`.
+    /// Adds a record; returns the bytes it counts for `--rotate-size`. With UTF-8 data, a
+    /// record whose data is not UTF-8 is refused (the caller checks with [`accepts`] first).
     pub fn append(
         &mut self,
         stream: &str,
         shard_id: &str,
         record: &v1::Record,
     ) -> Result<u64, ParquetError> {
+        // Checked before any column grows: a refused record leaves no partial row.
+        let text = if self.schema.field(7).data_type() == &DataType::Utf8 {
+            Some(
+                std::str::from_utf8(&record.data)
+                    .map_err(|err| ParquetError::General(format!("data is not UTF-8: {err}")))?,
+            )
+        } else {
+            None
+        };
         let columns = &mut self.columns;
         columns.stream.append_value(stream);
         columns.shard_id.append_value(shard_id);
@@ -115,7 +139,10 @@ impl ParquetFile {
                 .as_ref()
                 .map(|at| at.seconds.saturating_mul(1000) + i64::from(at.nanos / 1_000_000)),
         );
-        columns.data.append_value(&record.data);
+        match text {
+            Some(text) => columns.text.append_value(text),
+            None => columns.data.append_value(&record.data),
+        }
         self.rows += 1;
         if self.rows >= BATCH_ROWS {
             self.write_batch()?;
@@ -141,10 +168,14 @@ impl ParquetFile {
             Arc::new(columns.partition_key.finish()),
             Arc::new(columns.explicit_hash_key.finish()),
             Arc::new(columns.arrival_time.finish().with_timezone("UTC")),
-            Arc::new(columns.data.finish()),
+            if self.schema.field(7).data_type() == &DataType::Utf8 {
+                Arc::new(columns.text.finish())
+            } else {
+                Arc::new(columns.data.finish())
+            },
         ];
         self.rows = 0;
-        let batch = RecordBatch::try_new(schema(), arrays)?;
+        let batch = RecordBatch::try_new(self.schema.clone(), arrays)?;
         self.writer.write(&batch)
     }
 
@@ -158,6 +189,23 @@ impl ParquetFile {
     pub fn finish(mut self) -> Result<Vec<u8>, ParquetError> {
         self.write_batch()?;
         self.writer.into_inner()
+    }
+}
+
+/// Whether `record` fits the `data` column, or why not (as a rejected record's reason).
+pub fn accepts(data: ParquetData, record: &v1::Record) -> Result<(), (&'static str, String)> {
+    match data {
+        ParquetData::Bytes => Ok(()),
+        ParquetData::Utf8 => std::str::from_utf8(&record.data)
+            .map(|_| ())
+            .map_err(|err| {
+                (
+                    "not-utf8",
+                    format!(
+                        "the data is not UTF-8 ({err}), so it has no place in a UTF-8 data column"
+                    ),
+                )
+            }),
     }
 }
 
@@ -182,7 +230,7 @@ mod tests {
 
     #[test]
     fn a_file_taken_out_in_pieces_reads_back_whole() {
-        let mut file = ParquetFile::new(Compression::Zstd, 1000).unwrap();
+        let mut file = ParquetFile::new(Compression::Zstd, ParquetData::Bytes, 1000).unwrap();
         let mut bytes = Vec::new();
         for n in 0..2500 {
             file.append("orders", "shardId-0", &record(n)).unwrap();
@@ -207,11 +255,31 @@ mod tests {
                 .unwrap();
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         assert_eq!(rows, 2500);
-        assert_eq!(batches[0].schema(), schema());
+        assert_eq!(batches[0].schema(), schema(ParquetData::Bytes));
     }
 
     #[test]
     fn gzip_is_refused() {
-        assert!(ParquetFile::new(Compression::Gzip, 10).is_err());
+        assert!(ParquetFile::new(Compression::Gzip, ParquetData::Bytes, 10).is_err());
+    }
+
+    #[test]
+    fn utf8_data_is_a_string_column_and_other_data_is_refused() {
+        let mut file = ParquetFile::new(Compression::None, ParquetData::Utf8, 10).unwrap();
+        file.append("s", "a", &record(1)).unwrap();
+        let binary = v1::Record {
+            data: vec![0xff].into(),
+            ..record(2)
+        };
+        assert_eq!(
+            accepts(ParquetData::Utf8, &binary).unwrap_err().0,
+            "not-utf8"
+        );
+        assert!(accepts(ParquetData::Bytes, &binary).is_ok());
+        assert!(file.append("s", "a", &binary).is_err());
+        let mut bytes = file.take_output();
+        bytes.extend(file.finish().unwrap());
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap();
+        assert_eq!(reader.schema().field(7).data_type(), &DataType::Utf8);
     }
 }
