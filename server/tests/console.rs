@@ -89,6 +89,8 @@ async fn the_console_shows_the_stream_and_tails_filtered_records_in_a_browser() 
         "console lists the stream and its shards",
         "tail shows the 10 records of key-1, in order, and no others",
         "resumed after the pause: 10 more records, none lost or repeated",
+        "keyboard: Tab reaches the controls, Enter pauses",
+        "phone-sized window: no horizontal scrolling",
     ] {
         assert!(stdout.contains(check), "missing {check:?} in:\n{stdout}");
     }

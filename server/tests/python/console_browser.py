@@ -18,6 +18,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 DEADLINE_S = 30
@@ -109,6 +110,26 @@ def main():
             raise SystemExit(f"no rate shown: {rate!r}")
         driver.save_screenshot(screenshot)
         print(f"screenshot saved to {screenshot}")
+
+        # Keyboard: Tab alone reaches the tail's controls, and Enter on Pause pauses.
+        body = driver.find_element(By.TAG_NAME, "body")
+        body.click()
+        for _ in range(40):
+            if driver.switch_to.active_element.get_attribute("id") == "tail-pause":
+                break
+            driver.switch_to.active_element.send_keys(Keys.TAB)
+        else:
+            raise SystemExit("Tab never reached the Pause button")
+        driver.switch_to.active_element.send_keys(Keys.ENTER)
+        wait(driver, "Enter to pause", lambda d: d.find_element(By.ID, "tail-state").text == "paused")
+        print("keyboard: Tab reaches the controls, Enter pauses")
+
+        # A phone-sized window: one column, nothing wider than the screen.
+        driver.set_window_size(390, 844)
+        wait(driver, "the layout to fit a phone-sized window",
+             lambda d: d.execute_script(
+                 "return document.documentElement.scrollWidth <= window.innerWidth + 1"))
+        print("phone-sized window: no horizontal scrolling")
     finally:
         driver.quit()
 
