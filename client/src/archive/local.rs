@@ -288,4 +288,28 @@ mod tests {
             .unwrap();
         assert_eq!(text.lines().count(), 2);
     }
+
+    #[test]
+    fn zstd_files_are_complete_streams_found_on_restart() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = LocalArchive::open(dir.path(), Compression::Zstd).unwrap();
+        archive
+            .append("s", "a", &[record(1), record(2)], "c2".into())
+            .unwrap();
+        archive.complete().unwrap();
+        let zst = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(".ndjson.zst"))
+            .unwrap();
+        let mut text = String::new();
+        zstd::Decoder::new(File::open(zst).unwrap())
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text.lines().count(), 2);
+        let reopened = LocalArchive::open(dir.path(), Compression::Zstd).unwrap();
+        assert_eq!(reopened.resume_cursor.as_deref(), Some("c2"));
+    }
 }

@@ -50,6 +50,9 @@ use crate::{
 /// Size of each uploaded part (S3's smallest but the last is 5 MiB).
 const PART_SIZE: usize = 5 * 1024 * 1024;
 
+/// How long aborting the uploads of a batch that failed may take.
+const ABORT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Parts of one object in flight at once.
 const PARTS_IN_FLIGHT: usize = 2;
 
@@ -515,25 +518,43 @@ impl ObjectArchive {
             return Ok(());
         };
         let mut files: Vec<OpenObject> = batch.files.into_values().collect();
-        files.sort_by(|a, b| a.key.cmp(&b.key));
+        // Taken from the end, so completed in key order.
+        files.sort_by(|a, b| b.key.cmp(&a.key));
+        let committed = self.commit(batch.number, &mut files).await;
+        if committed.is_err() && !files.is_empty() {
+            // Uploads never completed hold their parts until aborted: abort what is left
+            // (best effort, within a deadline; a lifecycle rule catches the rest).
+            let aborts = futures::future::join_all(files.into_iter().map(|f| f.upload.abort()));
+            let _ = tokio::time::timeout(ABORT_DEADLINE, aborts).await;
+        }
+        committed
+    }
+
+    /// Completes the uploads of batch `number` (taking them out of `files`) and writes its
+    /// manifest.
+    async fn commit(&mut self, number: u64, files: &mut Vec<OpenObject>) -> anyhow::Result<()> {
         let lost = |why: String| Failure::Destination {
             destination: self.url.text.clone(),
-            cause: format!("{why}; batch {} was not committed", batch.number),
+            cause: format!("{why}; batch {number} was not committed"),
         };
         self.lock.check().map_err(lost)?;
         let pending = Pending {
-            batch: batch.number,
-            objects: files.iter().map(|file| file.key.to_string()).collect(),
+            batch: number,
+            objects: files
+                .iter()
+                .rev()
+                .map(|file| file.key.to_string())
+                .collect(),
         };
         self.store
             .put(
-                &self.numbered("pending", batch.number),
+                &self.numbered("pending", number),
                 PutPayload::from(serde_json::to_vec(&pending)?),
             )
             .await
             .map_err(|err| self.url.failure(err))?;
         let mut objects = Vec::with_capacity(files.len());
-        for file in files {
+        while let Some(file) = files.pop() {
             let rest = file.body.finish()?;
             let mut upload = file.upload;
             upload.write(&rest);
@@ -546,11 +567,11 @@ impl ObjectArchive {
         }
         self.lock.check().map_err(lost)?;
         let manifest = Manifest {
-            batch: batch.number,
+            batch: number,
             cursor: self.cursor.clone().unwrap_or_default(),
             objects,
         };
-        let key = self.numbered("commits", batch.number);
+        let key = self.numbered("commits", number);
         let created = self
             .store
             .put_opts(
@@ -576,17 +597,13 @@ impl ObjectArchive {
             }
             Err(err) => return Err(self.url.failure(err).into()),
         }
-        self.next_batch = batch.number + 1;
-        if let Err(err) = self
-            .store
-            .delete(&self.numbered("pending", batch.number))
-            .await
-        {
+        self.next_batch = number + 1;
+        if let Err(err) = self.store.delete(&self.numbered("pending", number)).await {
             // Harmless: the next start deletes markers of committed batches.
             tracing::warn!(cause = %err, "deleting a pending marker failed");
         }
         tracing::info!(
-            batch = batch.number,
+            batch = number,
             objects = manifest.objects.len(),
             "archive batch committed"
         );
