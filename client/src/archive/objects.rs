@@ -8,6 +8,8 @@
 //! - `_archive/commits/<batch>.json`: a batch's manifest (its objects, their record counts,
 //!   the cursor covering them and every batch before).
 //! - `_archive/pending/<batch>.json`: the objects of a batch being completed.
+//! - `_archive/latest.json`: the last committed batch, a hint so that a start lists only
+//!   the manifests after it.
 //! - `_archive/lock.json`: the lock (see `lock.rs`).
 //!
 //! # Why a crash loses and repeats nothing
@@ -83,6 +85,12 @@ pub struct Committed {
 struct Pending {
     batch: u64,
     objects: Vec<String>,
+}
+
+/// What `_archive/latest.json` holds: the highest committed batch when it was written.
+#[derive(Debug, Serialize, Deserialize)]
+struct Latest {
+    batch: u64,
 }
 
 /// Which file of a batch a record goes to.
@@ -276,11 +284,18 @@ impl ObjectArchive {
 
     /// The manifest of the highest committed batch.
     async fn last_commit(&self) -> Result<Option<Manifest>, Failure> {
-        // Only the highest number is kept while listing: memory stays flat however many
-        // batches the archive holds.
+        // `_archive/latest.json`, written after each manifest, is never ahead of them: list
+        // only the manifests after it, so a start does not list an archive's whole history.
+        // Only the highest number is kept while listing: memory stays flat either way.
         let prefix = self.meta("commits");
-        let mut listing = self.store.list(Some(&prefix));
-        let mut highest = None;
+        let hint = self.latest_hint().await;
+        let mut listing = match hint {
+            Some(number) => self
+                .store
+                .list_with_offset(Some(&prefix), &self.numbered("commits", number)),
+            None => self.store.list(Some(&prefix)),
+        };
+        let mut highest = hint;
         while let Some(meta) = listing.next().await {
             let meta = meta.map_err(|err| self.url.failure(err))?;
             highest = highest.max(number_of(&meta.location));
@@ -289,12 +304,37 @@ impl ObjectArchive {
             return Ok(None);
         };
         let key = self.numbered("commits", number);
-        let bytes = self.read(&key).await?;
+        let bytes = match self.store.get(&key).await {
+            Ok(result) => result.bytes().await.map_err(|err| self.url.failure(err))?,
+            Err(object_store::Error::NotFound { .. }) if hint == Some(number) => {
+                // A hint without its manifest: someone removed manifests; trust the listing.
+                self.store
+                    .delete(&self.meta("latest.json"))
+                    .await
+                    .map_err(|err| self.url.failure(err))?;
+                return Box::pin(self.last_commit()).await;
+            }
+            Err(err) => return Err(self.url.failure(err)),
+        };
         let manifest = serde_json::from_slice(&bytes).map_err(|err| Failure::Destination {
             destination: self.url.text.clone(),
             cause: format!("the manifest {key} is not valid ({err})"),
         })?;
         Ok(Some(manifest))
+    }
+
+    /// The batch number in `_archive/latest.json`, if it holds one.
+    async fn latest_hint(&self) -> Option<u64> {
+        let bytes = self
+            .store
+            .get(&self.meta("latest.json"))
+            .await
+            .ok()?
+            .bytes()
+            .await
+            .ok()?;
+        let latest: Latest = serde_json::from_slice(&bytes).ok()?;
+        Some(latest.batch)
     }
 
     async fn read(&self, key: &Path) -> Result<bytes::Bytes, Failure> {
@@ -601,6 +641,15 @@ impl ObjectArchive {
         if let Err(err) = self.store.delete(&self.numbered("pending", number)).await {
             // Harmless: the next start deletes markers of committed batches.
             tracing::warn!(cause = %err, "deleting a pending marker failed");
+        }
+        let latest = serde_json::to_vec(&Latest { batch: number })?;
+        if let Err(err) = self
+            .store
+            .put(&self.meta("latest.json"), PutPayload::from(latest))
+            .await
+        {
+            // Harmless: the next start lists the manifests after an older hint.
+            tracing::warn!(cause = %err, "writing the latest batch hint failed");
         }
         tracing::info!(
             batch = number,
