@@ -102,6 +102,66 @@ async fn the_console_shows_the_stream_and_tails_filtered_records_in_a_browser() 
 }
 
 #[tokio::test]
+async fn the_console_works_with_a_pasted_token() {
+    if !require_tool(
+        "Chromium, chromedriver and selenium",
+        browser_available().await,
+    ) {
+        return;
+    }
+    let producer = producer_binary().await;
+    let dir = std::env::temp_dir().join(format!("console-tokens-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let tokens = dir.join("tokens.toml");
+    std::fs::write(
+        &tokens,
+        "[[tokens]]\nname = \"console\"\ntoken = \"console-secret\"\nstreams = [\"console-auth\"]\n",
+    )
+    .unwrap();
+    let emulator = fast_emulator()
+        .stream("console-auth", 2)
+        .start()
+        .await
+        .unwrap();
+    let mut config = fast_config(&["console-auth"]);
+    config.security.auth_tokens = Some(tokens);
+    let relay = start_relay(&emulator, config).await;
+    wait_active(&relay).await;
+    let screenshot = dir.join("console.png");
+    let mut browser = Command::new("python3");
+    browser
+        .arg(repo_root().join("server/tests/python/console_browser.py"))
+        .arg(relay.local_addr.to_string())
+        .arg("console-auth")
+        .arg("2")
+        .arg(emulator.endpoint_url())
+        .arg(&producer)
+        .arg(&screenshot)
+        .arg("console-secret")
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(150), browser.output())
+        .await
+        .expect("the browser test finishes within 150 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the browser test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for check in [
+        "without a token: UNAUTHENTICATED; the pasted token is kept in sessionStorage only",
+        "tail shows the 10 records of key-1, in order, and no others",
+    ] {
+        assert!(stdout.contains(check), "missing {check:?} in:\n{stdout}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    relay.shutdown().await.unwrap();
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
 async fn the_console_is_served_on_the_grpc_port_and_can_be_turned_off() {
     let emulator = fast_emulator()
         .stream("console-files", 1)

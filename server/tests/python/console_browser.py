@@ -1,6 +1,9 @@
 """Drives the relay's web console in headless Chromium (selenium), for server/tests/console.rs.
 
-usage: console_browser.py RELAY_ADDR STREAM SHARDS EMULATOR_URL PRODUCER_BIN SCREENSHOT
+usage: console_browser.py RELAY_ADDR STREAM SHARDS EMULATOR_URL PRODUCER_BIN SCREENSHOT [TOKEN]
+
+With TOKEN (a relay run with --auth-tokens), the page must first show UNAUTHENTICATED, then
+work once the token is pasted in its Token field.
 
 Opens http://RELAY_ADDR/console/#STREAM, checks that it lists the stream and its shards,
 starts the live tail with a partition-key filter, writes records with kinesis-producer
@@ -64,10 +67,21 @@ def tail_rows(driver):
 
 def main():
     addr, stream, shards, emulator_url, producer, screenshot = sys.argv[1:7]
+    token = sys.argv[7] if len(sys.argv) > 7 else None
     shards = int(shards)
     driver = browser()
     try:
         driver.get(f"http://{addr}/console/#{stream}")
+        if token:
+            wait(driver, "UNAUTHENTICATED without a token",
+                 lambda d: "UNAUTHENTICATED" in d.find_element(By.ID, "notice").text)
+            driver.find_element(By.ID, "token").send_keys(token)
+            driver.find_element(By.CSS_SELECTOR, "#token-form button[type=submit]").click()
+            stored = driver.execute_script("return sessionStorage.getItem('kinesis-relay-token')")
+            local = driver.execute_script("return localStorage.length")
+            if stored != token or local != 0:
+                raise SystemExit(f"the token should be in sessionStorage only: {stored!r}, localStorage {local}")
+            print("without a token: UNAUTHENTICATED; the pasted token is kept in sessionStorage only")
         wait(driver, "the stream in the list",
              lambda d: any(stream in b.text for b in d.find_elements(By.CSS_SELECTOR, "#streams button")))
         wait(driver, f"{shards} shards in the table",
