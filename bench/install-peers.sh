@@ -4,16 +4,7 @@
 # DejaVu Sans for the plot's text. Idempotent; run as root (CI runs as root).
 set -euo pipefail
 
-packages=(redis-server nats-server util-linux fonts-dejavu-core)
-missing=()
-for package in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
-        || missing+=("$package")
-done
-if ((${#missing[@]})); then
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
-fi
+"$(dirname "$0")/../scripts/apt-install.sh" redis-server nats-server util-linux fonts-dejavu-core
 # The Debian package starts a redis-server service where an init system runs; the harness
 # starts its own on a free port, so a system one is harmless.
 redis-server --version

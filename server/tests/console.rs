@@ -48,32 +48,28 @@ async fn browser_available() -> bool {
         && Path::new("/usr/bin/chromedriver").exists()
 }
 
-#[tokio::test]
-async fn the_console_shows_the_stream_and_tails_filtered_records_in_a_browser() {
-    if !require_tool(
-        "Chromium, chromedriver and selenium",
-        browser_available().await,
-    ) {
-        return;
-    }
+/// Runs `python/console_browser.py` against `relay` (and `token` if given); its output,
+/// after checking that it succeeded and printed each of `checks`.
+async fn run_browser(
+    relay: &kinesis_relay::RunningRelay,
+    emulator: &kinesis_emulator::Emulator,
+    stream: &str,
+    shards: usize,
+    screenshot: &Path,
+    token: Option<&str>,
+    checks: &[&str],
+) {
     let producer = producer_binary().await;
-    let emulator = fast_emulator()
-        .stream("console-stream", 3)
-        .start()
-        .await
-        .unwrap();
-    let relay = start_relay(&emulator, fast_config(&["console-stream"])).await;
-    wait_active(&relay).await;
-    let screenshot = std::env::temp_dir().join(format!("console-{}.png", std::process::id()));
     let mut browser = Command::new("python3");
     browser
         .arg(repo_root().join("server/tests/python/console_browser.py"))
         .arg(relay.local_addr.to_string())
-        .arg("console-stream")
-        .arg("3")
+        .arg(stream)
+        .arg(shards.to_string())
         .arg(emulator.endpoint_url())
         .arg(&producer)
-        .arg(&screenshot)
+        .arg(screenshot)
+        .args(token)
         .kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(150), browser.output())
         .await
@@ -85,15 +81,43 @@ async fn the_console_shows_the_stream_and_tails_filtered_records_in_a_browser() 
         "the browser test failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    for check in [
-        "console lists the stream and its shards",
-        "tail shows the 10 records of key-1, in order, and no others",
-        "resumed after the pause: 10 more records, none lost or repeated",
-        "keyboard: Tab reaches the controls, Enter pauses",
-        "phone-sized window: no horizontal scrolling",
-    ] {
+    for check in checks {
         assert!(stdout.contains(check), "missing {check:?} in:\n{stdout}");
     }
+}
+
+#[tokio::test]
+async fn the_console_shows_the_stream_and_tails_filtered_records_in_a_browser() {
+    if !require_tool(
+        "Chromium, chromedriver and selenium",
+        browser_available().await,
+    ) {
+        return;
+    }
+    let emulator = fast_emulator()
+        .stream("console-stream", 3)
+        .start()
+        .await
+        .unwrap();
+    let relay = start_relay(&emulator, fast_config(&["console-stream"])).await;
+    wait_active(&relay).await;
+    let screenshot = std::env::temp_dir().join(format!("console-{}.png", std::process::id()));
+    run_browser(
+        &relay,
+        &emulator,
+        "console-stream",
+        3,
+        &screenshot,
+        None,
+        &[
+            "console lists the stream and its shards",
+            "tail shows the 10 records of key-1, in order, and no others",
+            "resumed after the pause: 10 more records, none lost or repeated",
+            "keyboard: Tab reaches the controls, Enter pauses",
+            "phone-sized window: no horizontal scrolling",
+        ],
+    )
+    .await;
     let png = std::fs::read(&screenshot).expect("a screenshot");
     assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
     let _ = std::fs::remove_file(&screenshot);
@@ -109,7 +133,6 @@ async fn the_console_works_with_a_pasted_token() {
     ) {
         return;
     }
-    let producer = producer_binary().await;
     let dir = std::env::temp_dir().join(format!("console-tokens-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -129,33 +152,19 @@ async fn the_console_works_with_a_pasted_token() {
     let relay = start_relay(&emulator, config).await;
     wait_active(&relay).await;
     let screenshot = dir.join("console.png");
-    let mut browser = Command::new("python3");
-    browser
-        .arg(repo_root().join("server/tests/python/console_browser.py"))
-        .arg(relay.local_addr.to_string())
-        .arg("console-auth")
-        .arg("2")
-        .arg(emulator.endpoint_url())
-        .arg(&producer)
-        .arg(&screenshot)
-        .arg("console-secret")
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(150), browser.output())
-        .await
-        .expect("the browser test finishes within 150 s")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the browser test failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    for check in [
-        "without a token: UNAUTHENTICATED; the pasted token is kept in sessionStorage only",
-        "tail shows the 10 records of key-1, in order, and no others",
-    ] {
-        assert!(stdout.contains(check), "missing {check:?} in:\n{stdout}");
-    }
+    run_browser(
+        &relay,
+        &emulator,
+        "console-auth",
+        2,
+        &screenshot,
+        Some("console-secret"),
+        &[
+            "without a token: UNAUTHENTICATED; the pasted token is kept in sessionStorage only",
+            "tail shows the 10 records of key-1, in order, and no others",
+        ],
+    )
+    .await;
     let _ = std::fs::remove_dir_all(&dir);
     relay.shutdown().await.unwrap();
     emulator.shutdown().await;

@@ -589,6 +589,20 @@ async fn a_stream_ended_by_the_relay_ends_with_an_error_event_and_its_cursor() {
     emulator.shutdown().await;
 }
 
+/// Waits until the relay's ring holds `records` records of its first stream.
+async fn wait_held(relay: &kinesis_relay::RunningRelay, records: usize) {
+    eventually("the relay to hold the records", || async {
+        relay.hubs[0]
+            .read()
+            .shards
+            .values()
+            .map(|s| s.ring.len())
+            .sum::<usize>()
+            >= records
+    })
+    .await;
+}
+
 /// `curl -N` with `args`, its output read as events.
 fn curl(args: &[&str]) -> (Child, Events) {
     let mut child = Command::new("curl")
@@ -622,16 +636,7 @@ async fn curl_reads_every_record_once_across_a_reconnect_with_last_event_id() {
     let kinesis = client_for(&emulator.endpoint_url());
     let written = numbered("curl", 30, 5);
     put(&kinesis, stream, &written).await;
-    eventually("the relay to hold the records", || async {
-        relay.hubs[0]
-            .read()
-            .shards
-            .values()
-            .map(|s| s.ring.len())
-            .sum::<usize>()
-            >= written.len()
-    })
-    .await;
+    wait_held(&relay, written.len()).await;
     let url = format!(
         "http://{}/v1/streams/{stream}/records?start=earliest",
         relay.local_addr
@@ -686,16 +691,7 @@ async fn a_python_sse_client_reads_every_record_once_across_a_reconnect() {
     let kinesis = client_for(&emulator.endpoint_url());
     let written = numbered("python", 40, 5);
     put(&kinesis, stream, &written).await;
-    eventually("the relay to hold the records", || async {
-        relay.hubs[0]
-            .read()
-            .shards
-            .values()
-            .map(|s| s.ring.len())
-            .sum::<usize>()
-            >= written.len()
-    })
-    .await;
+    wait_held(&relay, written.len()).await;
     let url = format!(
         "http://{}/v1/streams/{stream}/records?start=earliest",
         relay.local_addr
