@@ -191,6 +191,12 @@ pub struct ArchiveArgs {
     /// whose data is not UTF-8 go under errors/not-utf8/).
     #[arg(long, value_enum, default_value_t = ParquetData::Bytes)]
     pub parquet_data: ParquetData,
+    /// Parquet only: a JSON file naming fields of the records' JSON data, which replace the
+    /// data column: [{"name": "id", "type": "int64"}, ...] with types string, int64,
+    /// float64, boolean, timestamp ("nullable": false to require one). Records that are not
+    /// JSON or do not fit go under errors/.
+    #[arg(long, value_name = "FILE")]
+    pub parquet_schema: Option<PathBuf>,
     /// Parquet only: rows per row group; the writer holds one row group in memory per open
     /// file.
     #[arg(long, value_name = "N", default_value = "8192", value_parser = clap::value_parser!(u32).range(1..))]

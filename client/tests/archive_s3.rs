@@ -580,6 +580,131 @@ async fn parquet_utf8_data_with_other_records_under_errors() {
     setup.shutdown().await;
 }
 
+/// Reads Parquet files with pyarrow and prints each row's JSON fields and their types.
+const PYARROW_FIELDS: &str = r#"
+import json, sys
+import pyarrow.parquet as pq
+for path in sys.argv[1:]:
+    table = pq.read_table(path)
+    types = {f.name: str(f.type) for f in table.schema}
+    for row in table.to_pylist():
+        at = row["at"]
+        print(json.dumps({
+            "types": types,
+            "customer": row["customer"],
+            "amount": row["amount"],
+            "at_ms": None if at is None else int(at.timestamp() * 1000),
+        }))
+"#;
+
+#[tokio::test]
+async fn parquet_json_fields_from_a_schema_file() {
+    let Some(bucket) = Bucket::create("parquet-json").await else {
+        return;
+    };
+    let setup = Setup::start(&[("client-s3-parquet-json", 1)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("schema.json");
+    std::fs::write(
+        &schema,
+        r#"[{"name": "customer", "type": "string"},
+            {"name": "amount", "type": "int64", "nullable": false},
+            {"name": "at", "type": "timestamp"}]"#,
+    )
+    .unwrap();
+    let mut records: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| {
+            (
+                format!("key-{}", i % 3),
+                format!(
+                    r#"{{"customer":"c{i}","amount":{i},"at":"2024-05-01T12:00:0{}Z"}}"#,
+                    i % 10
+                )
+                .into_bytes(),
+            )
+        })
+        .collect();
+    records.push(("key-0".into(), b"not json".to_vec()));
+    records.push(("key-0".into(), br#"{"customer":"no amount"}"#.to_vec()));
+    setup.put("client-s3-parquet-json", &records).await;
+    let schema_arg = schema.to_str().unwrap().to_owned();
+    let archiver = bucket
+        .archiver(
+            &setup,
+            "json",
+            &[
+                "--format",
+                "parquet",
+                "--parquet-schema",
+                &schema_arg,
+                "--rotate-interval",
+                "1s",
+            ],
+        )
+        .spawn()
+        .unwrap();
+    wait_for!("every record committed", {
+        bucket
+            .manifests("json")
+            .await
+            .iter()
+            .flat_map(|m| m.objects.iter().map(|o| o.records))
+            .sum::<u64>()
+            == records.len() as u64
+    });
+    signal(&archiver, "TERM").await;
+    let (code, stderr) = finish(archiver).await;
+    assert_eq!(code, 130, "{stderr}");
+    let manifests = bucket.manifests("json").await;
+    let keys: Vec<String> = manifests
+        .iter()
+        .flat_map(|m| m.objects.iter().map(|o| o.key.clone()))
+        .collect();
+    let mut paths = Vec::new();
+    for (i, key) in keys.iter().filter(|k| k.ends_with(".parquet")).enumerate() {
+        let path = dir.path().join(format!("{i}.parquet"));
+        std::fs::write(&path, bucket.get(key).await).unwrap();
+        paths.push(path);
+    }
+    let output = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(PYARROW_FIELDS)
+        .args(&paths)
+        .output()
+        .await
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "pyarrow: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 40);
+    let mut amounts: Vec<i64> = rows.iter().map(|r| r["amount"].as_i64().unwrap()).collect();
+    amounts.sort();
+    assert_eq!(amounts, (0..40).collect::<Vec<i64>>());
+    for row in &rows {
+        let amount = row["amount"].as_i64().unwrap();
+        assert_eq!(row["customer"], format!("c{amount}"));
+        assert_eq!(row["at_ms"], 1_714_564_800_000 + (amount % 10) * 1000);
+        assert_eq!(row["types"]["amount"], "int64");
+        assert_eq!(row["types"]["customer"], "string");
+        assert!(row["types"].get("data").is_none(), "{row}");
+    }
+    let rejected = |prefix: &str| keys.iter().filter(|k| k.starts_with(prefix)).count();
+    assert_eq!(rejected("json/errors/not-json/"), 1, "{keys:?}");
+    assert_eq!(
+        rejected("json/errors/json-does-not-fit-schema/"),
+        1,
+        "{keys:?}"
+    );
+    setup.shutdown().await;
+}
+
 #[tokio::test]
 async fn dynamic_partitions_each_their_own_file_and_rejects_under_errors() {
     let Some(bucket) = Bucket::create("partitions").await else {

@@ -31,6 +31,7 @@ use crate::{
         local::LocalArchive,
         lock::Lock,
         objects::{Layout, ObjectArchive},
+        parquet::DataColumns,
         store::Destination,
         template::Template,
     },
@@ -164,6 +165,22 @@ impl Target {
                     )
                     .into());
                 }
+                let data_columns = match &args.parquet_schema {
+                    None => DataColumns::Data(args.parquet_data),
+                    Some(_) if args.format != ArchiveFormat::Parquet => {
+                        return Err(Failure::Usage(
+                            "--parquet-schema goes with --format parquet".into(),
+                        )
+                        .into());
+                    }
+                    Some(path) => {
+                        let text = std::fs::read_to_string(path)
+                            .map_err(|err| Failure::local("--parquet-schema file", path, &err))?;
+                        DataColumns::parse(&text).map_err(|err| {
+                            Failure::Usage(format!("--parquet-schema {}: {err}", path.display()))
+                        })?
+                    }
+                };
                 if args.lock_lease < MIN_LEASE {
                     return Err(Failure::Usage(format!(
                         "--lock-lease must be at least {MIN_LEASE:?}"
@@ -182,7 +199,7 @@ impl Target {
                         format: args.format,
                         compression,
                         row_group_rows: args.row_group_rows as usize,
-                        parquet_data: args.parquet_data,
+                        data_columns,
                         max_open: usize::from(args.max_open_files),
                         rotate_size: args.rotate_size,
                     },

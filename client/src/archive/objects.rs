@@ -38,11 +38,11 @@ use crate::{
     archive::{
         compression::Encoder,
         lock::Lock,
-        parquet::{self, ParquetFile},
+        parquet::{DataColumns, ParquetFile},
         store::StoreUrl,
         template::{self, Partition, Template},
     },
-    cli::{ArchiveFormat, Compression, ParquetData},
+    cli::{ArchiveFormat, Compression},
     error::Failure,
     notice,
     output::JsonRecord,
@@ -125,7 +125,7 @@ pub struct ObjectArchive {
 }
 
 /// What the files are like and when they are completed.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Layout {
     /// `--format`.
     pub format: ArchiveFormat,
@@ -133,8 +133,8 @@ pub struct Layout {
     pub compression: Compression,
     /// `--row-group-rows`.
     pub row_group_rows: usize,
-    /// `--parquet-data`.
-    pub parquet_data: ParquetData,
+    /// `--parquet-data` or `--parquet-schema`.
+    pub data_columns: DataColumns,
     /// `--max-open-files`.
     pub max_open: usize,
     /// `--rotate-size`: a file that holds this many bytes completes its batch.
@@ -181,6 +181,7 @@ impl Body {
         shard_id: &str,
         record: &v1::Record,
         rejected: Option<&str>,
+        json_row: Option<arrow_array::RecordBatch>,
     ) -> anyhow::Result<u64> {
         match self {
             Self::Ndjson(encoder) => {
@@ -200,7 +201,7 @@ impl Body {
                 encoder.write_all(&line)?;
                 Ok(line.len() as u64)
             }
-            Self::Parquet(file) => Ok(file.append(stream, shard_id, record)?),
+            Self::Parquet(file) => Ok(file.append(stream, shard_id, record, json_row)?),
         }
     }
 
@@ -410,9 +411,12 @@ impl ObjectArchive {
                 .template
                 .needs_json()
                 .then(|| template::parse_json(&record.data));
-            let unfit = match self.layout.format {
-                ArchiveFormat::Parquet => parquet::accepts(self.layout.parquet_data, record).err(),
-                ArchiveFormat::Ndjson => None,
+            let (unfit, json_row) = match self.layout.format {
+                ArchiveFormat::Parquet => match self.layout.data_columns.accept(record) {
+                    Ok(row) => (None, row),
+                    Err(unfit) => (Some(unfit), None),
+                },
+                ArchiveFormat::Ndjson => (None, None),
             };
             let (id, rejected) = match (
                 unfit,
@@ -434,9 +438,9 @@ impl ObjectArchive {
                 self.complete().await?;
             }
             let file = self.file(stream, id, record).await?;
-            file.size += file
-                .body
-                .append(stream, shard_id, record, rejected.as_deref())?;
+            file.size +=
+                file.body
+                    .append(stream, shard_id, record, rejected.as_deref(), json_row)?;
             file.records += 1;
             let encoded = file.body.take_output();
             file.upload.write(&encoded);
@@ -522,7 +526,7 @@ impl ObjectArchive {
             let body = if parquet {
                 let file = ParquetFile::new(
                     self.layout.compression,
-                    self.layout.parquet_data,
+                    self.layout.data_columns.clone(),
                     self.layout.row_group_rows,
                 )
                 .map_err(|err| starting(err.to_string()))?;

@@ -1,17 +1,18 @@
-//! `--format parquet`: records as Parquet files with a fixed schema, the record's metadata
-//! and its data as bytes or UTF-8 text (`--parquet-data`), for query engines that read
-//! Parquet (Athena, Spark, DuckDB, ...).
+//! `--format parquet`: records as Parquet files, for query engines that read Parquet
+//! (Athena, Spark, DuckDB, ...): the record's metadata, then its data as bytes or UTF-8 text
+//! (`--parquet-data`), or the fields of its data parsed as JSON with the schema of a file
+//! (`--parquet-schema`).
 //!
 //! The writer keeps at most one row group in memory (`--row-group-rows`); what it has
 //! encoded is taken out after each append and handed to the upload, like compressed NDJSON.
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 use arrow_array::{
     ArrayRef, RecordBatch,
     builder::{BinaryBuilder, StringBuilder, TimestampMillisecondBuilder, UInt64Builder},
 };
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use kinesis_relay_api::v1;
 use parquet::{
     arrow::ArrowWriter,
@@ -19,32 +20,159 @@ use parquet::{
     errors::ParquetError,
     file::properties::WriterProperties,
 };
+use serde::Deserialize;
 
 use crate::cli::{Compression, ParquetData};
 
 /// Records gathered before they are handed to the writer as one Arrow batch.
 const BATCH_ROWS: usize = 1024;
 
-/// The columns of every archive Parquet file; `data` is binary or UTF-8 text.
-pub fn schema(data: ParquetData) -> SchemaRef {
-    let data_type = match data {
-        ParquetData::Bytes => DataType::Binary,
-        ParquetData::Utf8 => DataType::Utf8,
-    };
-    Arc::new(Schema::new(vec![
-        Field::new("stream", DataType::Utf8, false),
-        Field::new("shard_id", DataType::Utf8, false),
-        Field::new("sequence_number", DataType::Utf8, false),
-        Field::new("sub_sequence_number", DataType::UInt64, true),
-        Field::new("partition_key", DataType::Utf8, false),
-        Field::new("explicit_hash_key", DataType::Utf8, true),
-        Field::new(
-            "arrival_time",
-            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-            true,
-        ),
-        Field::new("data", data_type, false),
-    ]))
+/// Names of the metadata columns, first in every file.
+const METADATA: [&str; 7] = [
+    "stream",
+    "shard_id",
+    "sequence_number",
+    "sub_sequence_number",
+    "partition_key",
+    "explicit_hash_key",
+    "arrival_time",
+];
+
+/// What follows the metadata columns.
+#[derive(Debug, Clone)]
+pub enum DataColumns {
+    /// `data`: the bytes, or UTF-8 text.
+    Data(ParquetData),
+    /// The fields of the data parsed as JSON (`--parquet-schema`).
+    Json(SchemaRef),
+}
+
+/// One field of a `--parquet-schema` file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FieldSpec {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default = "nullable_by_default")]
+    nullable: bool,
+}
+
+fn nullable_by_default() -> bool {
+    true
+}
+
+/// Most fields a `--parquet-schema` file may name.
+const MAX_FIELDS: usize = 1000;
+
+impl DataColumns {
+    /// Parses a `--parquet-schema` file: a JSON array of `{"name": ..., "type": ...,
+    /// "nullable": true}`, types `string`, `int64`, `float64`, `boolean`, `timestamp`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let specs: Vec<FieldSpec> = serde_json::from_str(text).map_err(|err| {
+            format!("not a JSON array of {{\"name\", \"type\", \"nullable\"}} ({err})")
+        })?;
+        if specs.is_empty() || specs.len() > MAX_FIELDS {
+            return Err(format!("name between 1 and {MAX_FIELDS} fields"));
+        }
+        let mut seen: HashSet<&str> = METADATA.iter().copied().collect();
+        let mut fields = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            if !seen.insert(&spec.name) {
+                return Err(format!(
+                    "field {:?} is named twice, or is a metadata column",
+                    spec.name
+                ));
+            }
+            let data_type = match spec.kind.as_str() {
+                "string" => DataType::Utf8,
+                "int64" => DataType::Int64,
+                "float64" => DataType::Float64,
+                "boolean" => DataType::Boolean,
+                // An offset, not a zone name: the JSON decoder knows no zone database.
+                "timestamp" => DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
+                other => {
+                    return Err(format!(
+                        "field {:?}: unknown type {other:?}; use string, int64, float64, \
+                         boolean or timestamp",
+                        spec.name
+                    ));
+                }
+            };
+            fields.push(Field::new(&spec.name, data_type, spec.nullable));
+        }
+        Ok(Self::Json(Arc::new(Schema::new(fields))))
+    }
+
+    /// The record's row of JSON fields, or why it has none (as a rejected record's reason).
+    pub fn accept(
+        &self,
+        record: &v1::Record,
+    ) -> Result<Option<RecordBatch>, (&'static str, String)> {
+        match self {
+            Self::Data(ParquetData::Bytes) => Ok(None),
+            Self::Data(ParquetData::Utf8) => std::str::from_utf8(&record.data)
+                .map(|_| None)
+                .map_err(|err| {
+                    (
+                        "not-utf8",
+                        format!(
+                            "the data is not UTF-8 ({err}), so it has no place in a UTF-8 data \
+                             column"
+                        ),
+                    )
+                }),
+            Self::Json(fields) => {
+                let value: serde_json::Value = serde_json::from_slice(&record.data)
+                    .map_err(|err| ("not-json", format!("the data is not JSON ({err})")))?;
+                if !value.is_object() {
+                    return Err(("not-json", "the data is not a JSON object".to_owned()));
+                }
+                let unfit = |err: String| {
+                    (
+                        "json-does-not-fit-schema",
+                        format!("the data does not fit --parquet-schema ({err})"),
+                    )
+                };
+                let mut decoder = arrow_json::ReaderBuilder::new(fields.clone())
+                    .build_decoder()
+                    .map_err(|err| unfit(err.to_string()))?;
+                decoder
+                    .serialize(&[value])
+                    .map_err(|err| unfit(err.to_string()))?;
+                match decoder.flush() {
+                    Ok(Some(row)) if row.num_rows() == 1 => Ok(Some(row)),
+                    Ok(_) => Err(unfit("no row".into())),
+                    Err(err) => Err(unfit(err.to_string())),
+                }
+            }
+        }
+    }
+
+    /// The columns of every archive Parquet file.
+    pub fn schema(&self) -> SchemaRef {
+        let mut fields: Vec<Field> = vec![
+            Field::new("stream", DataType::Utf8, false),
+            Field::new("shard_id", DataType::Utf8, false),
+            Field::new("sequence_number", DataType::Utf8, false),
+            Field::new("sub_sequence_number", DataType::UInt64, true),
+            Field::new("partition_key", DataType::Utf8, false),
+            Field::new("explicit_hash_key", DataType::Utf8, true),
+            Field::new(
+                "arrival_time",
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                true,
+            ),
+        ];
+        match self {
+            Self::Data(ParquetData::Bytes) => {
+                fields.push(Field::new("data", DataType::Binary, false));
+            }
+            Self::Data(ParquetData::Utf8) => fields.push(Field::new("data", DataType::Utf8, false)),
+            Self::Json(json) => fields.extend(json.fields().iter().map(|f| f.as_ref().clone())),
+        }
+        Arc::new(Schema::new(Fields::from(fields)))
+    }
 }
 
 /// A Parquet file being written into memory, taken out piece by piece.
@@ -53,6 +181,8 @@ pub struct ParquetFile {
     writer: ArrowWriter<Vec<u8>>,
     /// Rows gathered for the next batch.
     columns: Columns,
+    /// What follows the metadata.
+    data: DataColumns,
     /// The columns.
     schema: SchemaRef,
     /// How many.
@@ -71,6 +201,8 @@ struct Columns {
     arrival_time: TimestampMillisecondBuilder,
     data: BinaryBuilder,
     text: StringBuilder,
+    /// Rows of JSON fields (`--parquet-schema`), one batch each.
+    json: Vec<RecordBatch>,
 }
 
 impl ParquetFile {
@@ -78,7 +210,7 @@ impl ParquetFile {
     /// groups of at most `row_group_rows` rows.
     pub fn new(
         compression: Compression,
-        data: ParquetData,
+        data: DataColumns,
         row_group_rows: usize,
     ) -> Result<Self, ParquetError> {
         let codec = match compression {
@@ -94,32 +226,43 @@ impl ParquetFile {
             .set_max_row_group_row_count(Some(row_group_rows.max(1)))
             .set_compression(codec)
             .build();
-        let schema = schema(data);
+        let schema = data.schema();
         Ok(Self {
             writer: ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties))?,
             columns: Columns::default(),
+            data,
             schema,
             rows: 0,
         })
     }
 
-    /// Adds a record; returns the bytes it counts for `--rotate-size`. With UTF-8 data, a
-    /// record whose data is not UTF-8 is refused (the caller checks with [`accepts`] first).
+    /// Adds a record, with its row of JSON fields from [`DataColumns::accept`]; returns the
+    /// bytes it counts for `--rotate-size`. A record that does not fit is refused (the caller
+    /// checks with [`DataColumns::accept`] first).
     pub fn append(
         &mut self,
         stream: &str,
         shard_id: &str,
         record: &v1::Record,
+        json_row: Option<RecordBatch>,
     ) -> Result<u64, ParquetError> {
         // Checked before any column grows: a refused record leaves no partial row.
-        let text = if self.schema.field(7).data_type() == &DataType::Utf8 {
-            Some(
-                std::str::from_utf8(&record.data)
-                    .map_err(|err| ParquetError::General(format!("data is not UTF-8: {err}")))?,
-            )
-        } else {
-            None
-        };
+        let refused = |why: &str| Err(ParquetError::General(why.to_owned()));
+        let mut text = None;
+        match (&self.data, json_row) {
+            (DataColumns::Data(ParquetData::Bytes), _) => {}
+            (DataColumns::Data(ParquetData::Utf8), _) => match std::str::from_utf8(&record.data) {
+                Ok(data) => text = Some(data),
+                Err(_) => return refused("the data is not UTF-8"),
+            },
+            (DataColumns::Json(_), None) => return refused("the data has no row of JSON fields"),
+            (DataColumns::Json(fields), Some(row)) => {
+                if row.schema() != *fields || row.num_rows() != 1 {
+                    return refused("the row of JSON fields does not fit the schema");
+                }
+                self.columns.json.push(row);
+            }
+        }
         let columns = &mut self.columns;
         columns.stream.append_value(stream);
         columns.shard_id.append_value(shard_id);
@@ -139,9 +282,10 @@ impl ParquetFile {
                 .as_ref()
                 .map(|at| at.seconds.saturating_mul(1000) + i64::from(at.nanos / 1_000_000)),
         );
-        match text {
-            Some(text) => columns.text.append_value(text),
-            None => columns.data.append_value(&record.data),
+        match (&self.data, text) {
+            (DataColumns::Json(_), _) => {}
+            (_, Some(text)) => columns.text.append_value(text),
+            (_, None) => columns.data.append_value(&record.data),
         }
         self.rows += 1;
         if self.rows >= BATCH_ROWS {
@@ -160,7 +304,7 @@ impl ParquetFile {
             return Ok(());
         }
         let columns = &mut self.columns;
-        let arrays: Vec<ArrayRef> = vec![
+        let mut arrays: Vec<ArrayRef> = vec![
             Arc::new(columns.stream.finish()),
             Arc::new(columns.shard_id.finish()),
             Arc::new(columns.sequence_number.finish()),
@@ -168,12 +312,16 @@ impl ParquetFile {
             Arc::new(columns.partition_key.finish()),
             Arc::new(columns.explicit_hash_key.finish()),
             Arc::new(columns.arrival_time.finish().with_timezone("UTC")),
-            if self.schema.field(7).data_type() == &DataType::Utf8 {
-                Arc::new(columns.text.finish())
-            } else {
-                Arc::new(columns.data.finish())
-            },
         ];
+        match &self.data {
+            DataColumns::Data(ParquetData::Bytes) => arrays.push(Arc::new(columns.data.finish())),
+            DataColumns::Data(ParquetData::Utf8) => arrays.push(Arc::new(columns.text.finish())),
+            DataColumns::Json(fields) => {
+                let rows = arrow_select::concat::concat_batches(fields, &columns.json)?;
+                columns.json.clear();
+                arrays.extend(rows.columns().iter().cloned());
+            }
+        }
         self.rows = 0;
         let batch = RecordBatch::try_new(self.schema.clone(), arrays)?;
         self.writer.write(&batch)
@@ -189,23 +337,6 @@ impl ParquetFile {
     pub fn finish(mut self) -> Result<Vec<u8>, ParquetError> {
         self.write_batch()?;
         self.writer.into_inner()
-    }
-}
-
-/// Whether `record` fits the `data` column, or why not (as a rejected record's reason).
-pub fn accepts(data: ParquetData, record: &v1::Record) -> Result<(), (&'static str, String)> {
-    match data {
-        ParquetData::Bytes => Ok(()),
-        ParquetData::Utf8 => std::str::from_utf8(&record.data)
-            .map(|_| ())
-            .map_err(|err| {
-                (
-                    "not-utf8",
-                    format!(
-                        "the data is not UTF-8 ({err}), so it has no place in a UTF-8 data column"
-                    ),
-                )
-            }),
     }
 }
 
@@ -230,10 +361,12 @@ mod tests {
 
     #[test]
     fn a_file_taken_out_in_pieces_reads_back_whole() {
-        let mut file = ParquetFile::new(Compression::Zstd, ParquetData::Bytes, 1000).unwrap();
+        let bytes_data = DataColumns::Data(ParquetData::Bytes);
+        let mut file = ParquetFile::new(Compression::Zstd, bytes_data.clone(), 1000).unwrap();
         let mut bytes = Vec::new();
         for n in 0..2500 {
-            file.append("orders", "shardId-0", &record(n)).unwrap();
+            file.append("orders", "shardId-0", &record(n), None)
+                .unwrap();
             bytes.extend(file.take_output());
         }
         bytes.extend(file.finish().unwrap());
@@ -255,31 +388,104 @@ mod tests {
                 .unwrap();
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         assert_eq!(rows, 2500);
-        assert_eq!(batches[0].schema(), schema(ParquetData::Bytes));
+        assert_eq!(batches[0].schema(), bytes_data.schema());
     }
 
     #[test]
     fn gzip_is_refused() {
-        assert!(ParquetFile::new(Compression::Gzip, ParquetData::Bytes, 10).is_err());
+        let data = DataColumns::Data(ParquetData::Bytes);
+        assert!(ParquetFile::new(Compression::Gzip, data, 10).is_err());
     }
 
     #[test]
     fn utf8_data_is_a_string_column_and_other_data_is_refused() {
-        let mut file = ParquetFile::new(Compression::None, ParquetData::Utf8, 10).unwrap();
-        file.append("s", "a", &record(1)).unwrap();
+        let utf8 = DataColumns::Data(ParquetData::Utf8);
+        let mut file = ParquetFile::new(Compression::None, utf8.clone(), 10).unwrap();
+        file.append("s", "a", &record(1), None).unwrap();
         let binary = v1::Record {
             data: vec![0xff].into(),
             ..record(2)
         };
-        assert_eq!(
-            accepts(ParquetData::Utf8, &binary).unwrap_err().0,
-            "not-utf8"
+        assert_eq!(utf8.accept(&binary).unwrap_err().0, "not-utf8");
+        assert!(
+            DataColumns::Data(ParquetData::Bytes)
+                .accept(&binary)
+                .is_ok()
         );
-        assert!(accepts(ParquetData::Bytes, &binary).is_ok());
-        assert!(file.append("s", "a", &binary).is_err());
+        assert!(file.append("s", "a", &binary, None).is_err());
         let mut bytes = file.take_output();
         bytes.extend(file.finish().unwrap());
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap();
         assert_eq!(reader.schema().field(7).data_type(), &DataType::Utf8);
+    }
+
+    #[test]
+    fn json_fields_replace_the_data_column() {
+        let json = DataColumns::parse(
+            r#"[{"name": "customer", "type": "string"},
+                {"name": "amount", "type": "int64", "nullable": false},
+                {"name": "at", "type": "timestamp"}]"#,
+        )
+        .unwrap();
+        let with_data = |data: &str| v1::Record {
+            data: data.as_bytes().to_vec().into(),
+            ..record(1)
+        };
+        let reason = |data: &str| json.accept(&with_data(data)).unwrap_err().0;
+        assert_eq!(reason("not json"), "not-json");
+        assert_eq!(reason("[1]"), "not-json");
+        assert_eq!(reason(r#"{"amount": "many"}"#), "json-does-not-fit-schema");
+        assert_eq!(reason(r#"{"customer": "a"}"#), "json-does-not-fit-schema");
+        let mut file = ParquetFile::new(Compression::Zstd, json.clone(), 10).unwrap();
+        for data in [
+            r#"{"customer": "a", "amount": 1, "at": "2024-05-01T12:00:00Z", "extra": true}"#,
+            r#"{"amount": 2}"#,
+        ] {
+            let row = json.accept(&with_data(data)).unwrap();
+            file.append("s", "a", &with_data(data), row).unwrap();
+        }
+        assert!(file.append("s", "a", &with_data("{}"), None).is_err());
+        let mut bytes = file.take_output();
+        bytes.extend(file.finish().unwrap());
+        let batch = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+            .unwrap()
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(batch.num_rows(), 2);
+        assert_eq!(batch.schema(), json.schema());
+        let names: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names[7..], ["customer", "amount", "at"]);
+    }
+
+    #[test]
+    fn bad_schema_files_say_why() {
+        for (text, says) in [
+            ("{}", "JSON array"),
+            ("[]", "between 1"),
+            (r#"[{"name": "a", "type": "int32"}]"#, "unknown type"),
+            (
+                r#"[{"name": "stream", "type": "string"}]"#,
+                "metadata column",
+            ),
+            (
+                r#"[{"name": "a", "type": "string"}, {"name": "a", "type": "string"}]"#,
+                "twice",
+            ),
+            (
+                r#"[{"name": "a", "type": "string", "other": 1}]"#,
+                "JSON array",
+            ),
+        ] {
+            let err = DataColumns::parse(text).unwrap_err();
+            assert!(err.contains(says), "{text}: {err}");
+        }
     }
 }
