@@ -14,7 +14,7 @@ use std::{
 
 use common::{DEADLINE, Setup, eventually_async, finish, numbered, run, signal};
 use futures::TryStreamExt;
-use kinesis_relay_client::archive::objects::Manifest;
+use kinesis_relay_client::archive::manifest::Manifest;
 use object_store::{ObjectStore, ObjectStoreExt, aws::AmazonS3Builder, path::Path};
 use rand::Rng;
 use serde_json::Value;

@@ -7,7 +7,8 @@
 //! - [`compression`]: `--compression` (none, gzip, zstd) for both kinds of destination.
 //! - [`parquet`]: `--format parquet`: the fixed schema and the in-memory writer.
 //! - [`local`]: the archive in a directory (files, `.cursor` files, renames).
-//! - [`objects`]: the archive in an object store (multipart uploads, manifests).
+//! - [`objects`]: the archive in an object store (multipart uploads, batches).
+//! - [`manifest`]: its manifests, pending markers and latest-batch hint.
 //! - [`lock`]: the object store archive's lock with a lease.
 //!
 //! This file holds the loop both kinds share: read, append, rotate by size and interval,
@@ -16,6 +17,7 @@
 pub mod compression;
 pub mod local;
 pub mod lock;
+pub mod manifest;
 pub mod objects;
 pub mod parquet;
 pub mod store;
@@ -126,8 +128,8 @@ enum Step {
 
 /// The archive, in a directory or an object store.
 enum Target {
-    Local(LocalArchive),
-    Objects(ObjectArchive),
+    Local(Box<LocalArchive>),
+    Objects(Box<ObjectArchive>),
 }
 
 impl Target {
@@ -153,7 +155,10 @@ impl Target {
                     )
                     .into());
                 }
-                Ok(Self::Local(LocalArchive::open(&dir, compression)?))
+                Ok(Self::Local(Box::new(LocalArchive::open(
+                    &dir,
+                    compression,
+                )?)))
             }
             Destination::Store(url) => {
                 let template =
@@ -205,7 +210,7 @@ impl Target {
                     },
                 )
                 .await?;
-                Ok(Self::Objects(archive))
+                Ok(Self::Objects(Box::new(archive)))
             }
         }
     }

@@ -24,13 +24,12 @@
 
 use std::{collections::HashMap, io::Write, sync::Arc, time::SystemTime};
 
-use futures::StreamExt;
 use kinesis_relay_api::v1;
 use object_store::{
-    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart,
+    ObjectStore, ObjectStoreExt, WriteMultipart,
     path::{Path, PathPart},
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
@@ -38,13 +37,13 @@ use crate::{
     archive::{
         compression::Encoder,
         lock::Lock,
+        manifest::{Committed, Manifest, Manifests},
         parquet::{DataColumns, ParquetFile},
         store::StoreUrl,
         template::{self, Partition, Template},
     },
     cli::{ArchiveFormat, Compression},
     error::Failure,
-    notice,
     output::JsonRecord,
     resume::cursor_after,
 };
@@ -57,41 +56,6 @@ const ABORT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Parts of one object in flight at once.
 const PARTS_IN_FLIGHT: usize = 2;
-
-/// The manifest of a committed batch.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Manifest {
-    /// The batch number.
-    pub batch: u64,
-    /// The cursor covering every record of this batch and of the batches before.
-    pub cursor: String,
-    /// The data objects, by key.
-    pub objects: Vec<Committed>,
-}
-
-/// One object of a manifest.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Committed {
-    /// Its key in the bucket.
-    pub key: String,
-    /// Records it holds.
-    pub records: u64,
-    /// JSON bytes it holds (before compression).
-    pub bytes: u64,
-}
-
-/// What a pending marker holds: the keys of a batch being completed.
-#[derive(Debug, Serialize, Deserialize)]
-struct Pending {
-    batch: u64,
-    objects: Vec<String>,
-}
-
-/// What `_archive/latest.json` holds: the highest committed batch when it was written.
-#[derive(Debug, Serialize, Deserialize)]
-struct Latest {
-    batch: u64,
-}
 
 /// Which file of a batch a record goes to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -108,6 +72,8 @@ pub struct ObjectArchive {
     store: Arc<dyn ObjectStore>,
     /// Its URL, for keys and messages.
     url: StoreUrl,
+    /// The manifests and pending markers under `_archive/`.
+    manifests: Manifests,
     /// The lock, held while running.
     lock: Lock,
     /// Where files go.
@@ -241,6 +207,7 @@ impl ObjectArchive {
         layout: Layout,
     ) -> Result<Self, Failure> {
         let mut archive = Self {
+            manifests: Manifests::new(store.clone(), url.clone()),
             store,
             url,
             lock,
@@ -251,8 +218,9 @@ impl ObjectArchive {
             cursor: None,
             batch: None,
         };
-        let last = archive.last_commit().await?;
+        let last = archive.manifests.last_commit().await?;
         archive
+            .manifests
             .undo_pending(last.as_ref().map_or(0, |m| m.batch))
             .await?;
         if let Some(manifest) = last {
@@ -261,122 +229,6 @@ impl ObjectArchive {
             archive.cursor = archive.resume_cursor.clone();
         }
         Ok(archive)
-    }
-
-    fn meta(&self, dir: &str) -> Path {
-        self.url.prefix.clone().join("_archive").join(dir)
-    }
-
-    fn numbered(&self, dir: &str, batch: u64) -> Path {
-        self.meta(dir).join(format!("{batch:020}.json"))
-    }
-
-    /// Numbers of the objects under `_archive/<dir>/`.
-    async fn numbers(&self, dir: &str) -> Result<Vec<u64>, Failure> {
-        let prefix = self.meta(dir);
-        let mut listing = self.store.list(Some(&prefix));
-        let mut numbers = Vec::new();
-        while let Some(meta) = listing.next().await {
-            let meta = meta.map_err(|err| self.url.failure(err))?;
-            numbers.extend(number_of(&meta.location));
-        }
-        Ok(numbers)
-    }
-
-    /// The manifest of the highest committed batch.
-    async fn last_commit(&self) -> Result<Option<Manifest>, Failure> {
-        // `_archive/latest.json`, written after each manifest, is never ahead of them: list
-        // only the manifests after it, so a start does not list an archive's whole history.
-        // Only the highest number is kept while listing: memory stays flat either way.
-        let prefix = self.meta("commits");
-        let hint = self.latest_hint().await;
-        let mut listing = match hint {
-            Some(number) => self
-                .store
-                .list_with_offset(Some(&prefix), &self.numbered("commits", number)),
-            None => self.store.list(Some(&prefix)),
-        };
-        let mut highest = hint;
-        while let Some(meta) = listing.next().await {
-            let meta = meta.map_err(|err| self.url.failure(err))?;
-            highest = highest.max(number_of(&meta.location));
-        }
-        let Some(number) = highest else {
-            return Ok(None);
-        };
-        let key = self.numbered("commits", number);
-        let bytes = match self.store.get(&key).await {
-            Ok(result) => result.bytes().await.map_err(|err| self.url.failure(err))?,
-            Err(object_store::Error::NotFound { .. }) if hint == Some(number) => {
-                // A hint without its manifest: someone removed manifests; trust the listing.
-                self.store
-                    .delete(&self.meta("latest.json"))
-                    .await
-                    .map_err(|err| self.url.failure(err))?;
-                return Box::pin(self.last_commit()).await;
-            }
-            Err(err) => return Err(self.url.failure(err)),
-        };
-        let manifest = serde_json::from_slice(&bytes).map_err(|err| Failure::Destination {
-            destination: self.url.text.clone(),
-            cause: format!("the manifest {key} is not valid ({err})"),
-        })?;
-        Ok(Some(manifest))
-    }
-
-    /// The batch number in `_archive/latest.json`, if it holds one.
-    async fn latest_hint(&self) -> Option<u64> {
-        let bytes = self
-            .store
-            .get(&self.meta("latest.json"))
-            .await
-            .ok()?
-            .bytes()
-            .await
-            .ok()?;
-        let latest: Latest = serde_json::from_slice(&bytes).ok()?;
-        Some(latest.batch)
-    }
-
-    async fn read(&self, key: &Path) -> Result<bytes::Bytes, Failure> {
-        let result = self
-            .store
-            .get(key)
-            .await
-            .map_err(|err| self.url.failure(err))?;
-        result.bytes().await.map_err(|err| self.url.failure(err))
-    }
-
-    /// Deletes the objects of batches completed but never committed, and stale markers.
-    async fn undo_pending(&self, committed: u64) -> Result<(), Failure> {
-        for number in self.numbers("pending").await? {
-            let marker = self.numbered("pending", number);
-            if number > committed {
-                let bytes = self.read(&marker).await?;
-                let pending: Pending =
-                    serde_json::from_slice(&bytes).map_err(|err| Failure::Destination {
-                        destination: self.url.text.clone(),
-                        cause: format!("the pending marker {marker} is not valid ({err})"),
-                    })?;
-                notice!(
-                    "archive: removing the {} objects of batch {number}, completed but never \
-                     committed by an earlier run; their records are archived again",
-                    pending.objects.len()
-                );
-                for key in pending.objects {
-                    self.delete(&Path::from(key)).await?;
-                }
-            }
-            self.delete(&marker).await?;
-        }
-        Ok(())
-    }
-
-    async fn delete(&self, key: &Path) -> Result<(), Failure> {
-        match self.store.delete(key).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(err) => Err(self.url.failure(err)),
-        }
     }
 
     /// Size of the largest open file (JSON bytes), for `--rotate-size`.
@@ -582,21 +434,12 @@ impl ObjectArchive {
             cause: format!("{why}; batch {number} was not committed"),
         };
         self.lock.check().map_err(lost)?;
-        let pending = Pending {
-            batch: number,
-            objects: files
-                .iter()
-                .rev()
-                .map(|file| file.key.to_string())
-                .collect(),
-        };
-        self.store
-            .put(
-                &self.numbered("pending", number),
-                PutPayload::from(serde_json::to_vec(&pending)?),
-            )
-            .await
-            .map_err(|err| self.url.failure(err))?;
+        let keys = files
+            .iter()
+            .rev()
+            .map(|file| file.key.to_string())
+            .collect();
+        self.manifests.mark_pending(number, keys).await?;
         let mut objects = Vec::with_capacity(files.len());
         while let Some(file) = files.pop() {
             let rest = file.body.finish()?;
@@ -615,46 +458,9 @@ impl ObjectArchive {
             cursor: self.cursor.clone().unwrap_or_default(),
             objects,
         };
-        let key = self.numbered("commits", number);
-        let created = self
-            .store
-            .put_opts(
-                &key,
-                PutPayload::from(serde_json::to_vec_pretty(&manifest)?),
-                PutOptions {
-                    mode: PutMode::Create,
-                    ..PutOptions::default()
-                },
-            )
-            .await;
-        match created {
-            Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                return Err(Failure::Destination {
-                    destination: self.url.text.clone(),
-                    cause: format!(
-                        "the manifest {key} exists already: another archiver writes to this \
-                         destination"
-                    ),
-                }
-                .into());
-            }
-            Err(err) => return Err(self.url.failure(err).into()),
-        }
+        self.manifests.commit(&manifest).await?;
         self.next_batch = number + 1;
-        if let Err(err) = self.store.delete(&self.numbered("pending", number)).await {
-            // Harmless: the next start deletes markers of committed batches.
-            tracing::warn!(cause = %err, "deleting a pending marker failed");
-        }
-        let latest = serde_json::to_vec(&Latest { batch: number })?;
-        if let Err(err) = self
-            .store
-            .put(&self.meta("latest.json"), PutPayload::from(latest))
-            .await
-        {
-            // Harmless: the next start lists the manifests after an older hint.
-            tracing::warn!(cause = %err, "writing the latest batch hint failed");
-        }
+        self.manifests.committed(number).await;
         tracing::info!(
             batch = number,
             objects = manifest.objects.len(),
@@ -667,9 +473,4 @@ impl ObjectArchive {
     pub async fn close(self) {
         self.lock.release().await;
     }
-}
-
-/// The batch number of `_archive/<dir>/<number>.json`.
-fn number_of(key: &Path) -> Option<u64> {
-    key.filename()?.strip_suffix(".json")?.parse().ok()
 }
