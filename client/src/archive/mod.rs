@@ -5,7 +5,8 @@
 //! - [`store`]: `--to` parsed; the object store built, its credentials and bucket checked.
 //! - [`template`]: `--prefix-template`: keys from time, stream and partition values.
 //! - [`compression`]: `--compression` (none, gzip, zstd) for both kinds of destination.
-//! - [`parquet`]: `--format parquet`: the fixed schema and the in-memory writer.
+//! - [`parquet`]: `--format parquet`: the in-memory writer of Parquet files.
+//! - [`columns`]: their columns (`--parquet-data`, `--parquet-schema`).
 //! - [`local`]: the archive in a directory (files, `.cursor` files, renames).
 //! - [`objects`]: the archive in an object store (multipart uploads, batches).
 //! - [`manifest`]: its manifests, pending markers and latest-batch hint.
@@ -14,6 +15,7 @@
 //! This file holds the loop both kinds share: read, append, rotate by size and interval,
 //! complete on exit.
 
+pub mod columns;
 pub mod compression;
 pub mod local;
 pub mod lock;
@@ -30,10 +32,10 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::{
     archive::{
+        columns::DataColumns,
         local::LocalArchive,
         lock::Lock,
         objects::{Layout, ObjectArchive},
-        parquet::DataColumns,
         store::Destination,
         template::Template,
     },

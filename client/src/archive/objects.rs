@@ -35,10 +35,11 @@ use tokio::time::Instant;
 
 use crate::{
     archive::{
+        columns::DataColumns,
         compression::Encoder,
         lock::Lock,
         manifest::{Committed, Manifest, Manifests},
-        parquet::{DataColumns, ParquetFile},
+        parquet::ParquetFile,
         store::StoreUrl,
         template::{self, Partition, Template},
     },
