@@ -1,6 +1,7 @@
 //! kinesis-relay-client: subscribes to a kinesis-relay and prints records as they arrive,
 //! resuming after reconnects without losing or repeating a record; also lists and describes
-//! what a relay serves, and archives records to rotated files.
+//! what a relay serves, and archives records to rotated files, exactly once, in a directory
+//! or an object store.
 //!
 //! # Layout
 //! - [`cli`]: command-line flags (the doc comments are the `--help` text).
@@ -9,7 +10,8 @@
 //! - [`subscribe`]: the `subscribe` command: print, stop conditions, checkpoint.
 //! - [`output`]: the record formats (`text`, `json`, `raw`, `base64`) and stderr notices.
 //! - [`checkpoint`]: the cursor file, written atomically.
-//! - [`archive`]: the `archive` command: rotated NDJSON files, each stored with its cursor.
+//! - [`archive`]: the `archive` command: rotated NDJSON or Parquet files, each committed
+//!   with the cursor that covers it, in a directory or S3, GCS, Azure (its own `# Layout`).
 //! - [`describe`]: the `streams` and `describe` commands.
 //! - [`error`], [`exit_code`]: failure classes and their exit codes.
 //! - [`shutdown`]: signals. Backoff, flag units and the status cursor come from the API
