@@ -6,7 +6,7 @@ usage: python3 bench/archive_rate.py [SECONDS] [RATE]   (defaults 30 and 4000)
 Starts the release relay on its embedded emulator (4 shards, the emulator's write limits
 on: 1,000 records/s per shard, as Kinesis), an S3-compatible store (moto, as the tests use;
 KINESIS_RELAY_S3_URL when scripts/peers.sh started one), one `kinesis-relay-client
-subscribe` to /dev/null and one archiver per format (NDJSON+zstd, Parquet), then writes
+subscribe` to /dev/null and one archiver per format (NDJSON and Parquet, both zstd), then writes
 RATE records/s of 1 KiB JSON with `kinesis-producer --generate` for SECONDS. Prints, per
 client: records it received/committed, records/s over the run, CPU (percent of one core,
 from /proc), and for the archivers the bytes stored per record and the committed lag at
@@ -133,7 +133,7 @@ def main():
             procs.append(subscriber)
             archivers = {}
             for name, args in [("ndjson+zstd", ["--compression", "zstd"]),
-                               ("parquet", ["--format", "parquet"])]:
+                               ("parquet+zstd", ["--format", "parquet", "--compression", "zstd"])]:
                 prefix = name.replace("+", "-")
                 archivers[name] = (prefix, subprocess.Popen(
                     [client, "archive", "--relay", relay_url, "--stream", "demo", "--from", "latest",
