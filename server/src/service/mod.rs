@@ -8,7 +8,8 @@
 //! - `encode.rs`: response bytes from pre-encoded records.
 //! - `subscribe_call.rs`: Subscribe over HTTP/2, writing those bytes as they are.
 //! - `request.rs`: request messages: size limit, compression, one message for Subscribe.
-//! - `grpc_web.rs`: gRPC-Web calls translated to and from native ones.
+//! - `grpc_web/`: gRPC-Web calls translated to and from native ones (`text.rs`: base64
+//!   request bodies).
 
 pub mod encode;
 mod feed;
