@@ -589,20 +589,6 @@ async fn a_stream_ended_by_the_relay_ends_with_an_error_event_and_its_cursor() {
     emulator.shutdown().await;
 }
 
-/// Waits until the relay's ring holds `records` records of its first stream.
-async fn wait_held(relay: &kinesis_relay::RunningRelay, records: usize) {
-    eventually("the relay to hold the records", || async {
-        relay.hubs[0]
-            .read()
-            .shards
-            .values()
-            .map(|s| s.ring.len())
-            .sum::<usize>()
-            >= records
-    })
-    .await;
-}
-
 /// `curl -N` with `args`, its output read as events.
 fn curl(args: &[&str]) -> (Child, Events) {
     let mut child = Command::new("curl")

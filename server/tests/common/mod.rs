@@ -298,3 +298,17 @@ pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|value| value.parse().ok())
 }
+
+/// Waits until the relay's rings hold `records` records of its first stream.
+pub async fn wait_held(relay: &RunningRelay, records: usize) {
+    eventually("the relay to hold the records", || async {
+        relay.hubs[0]
+            .read()
+            .shards
+            .values()
+            .map(|s| s.ring.len())
+            .sum::<usize>()
+            >= records
+    })
+    .await;
+}
