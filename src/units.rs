@@ -5,14 +5,8 @@ use std::time::Duration;
 /// Parses `<number><unit>` with unit `ms`, `s`, `m`, `h` or `d`; a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (like 500ms, 30s, 5m, 1h)"))?;
-    let seconds = match unit.trim() {
+    let (value, unit) = split_number(text, "a duration (like 500ms, 30s, 5m, 1h)")?;
+    let seconds = match unit {
         "ms" => value / 1000.0,
         "" | "s" => value,
         "m" | "min" => value * 60.0,
@@ -31,14 +25,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// `GiB` (powers of 1024); a bare number is bytes.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size (like 64MiB, 10MB, 4096)"))?;
-    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+    let (value, unit) = split_number(text, "a size (like 64MiB, 10MB, 4096)")?;
+    let scale: f64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "kb" | "k" => 1e3,
         "mb" | "m" => 1e6,
@@ -57,6 +45,19 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         return Err(format!("{text:?}: a size from 1 byte to 1 PB is expected"));
     }
     Ok(bytes as u64)
+}
+
+/// Splits `text` (trimmed) into its leading number and the unit after it (trimmed); `what`
+/// names the expected form in the error.
+fn split_number<'a>(text: &'a str, what: &str) -> Result<(f64, &'a str), String> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not {what}"))?;
+    Ok((value, unit.trim()))
 }
 
 #[cfg(test)]

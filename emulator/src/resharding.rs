@@ -13,11 +13,7 @@ impl Store {
         new_starting_hash_key: u128,
     ) -> Result<(), KinesisError> {
         let mut inner = self.lock();
-        let inner = &mut *inner;
-        let stream = inner
-            .streams
-            .get_mut(stream)
-            .ok_or_else(|| KinesisError::ResourceNotFound(format!("Stream {stream} not found.")))?;
+        let (stream, seqs) = inner.stream_and_seqs(stream)?;
         let shard = stream.shard_mut(shard_id)?;
         if !shard.is_open() {
             return Err(KinesisError::ResourceInUse(format!(
@@ -31,7 +27,7 @@ impl Store {
                 range.start, range.end
             )));
         }
-        shard.close(&mut inner.seqs);
+        shard.close(seqs);
         let parents = vec![shard_id.to_owned()];
         let low = HashKeyRange {
             start: range.start,
@@ -41,8 +37,8 @@ impl Store {
             start: new_starting_hash_key,
             end: range.end,
         };
-        stream.add_shard(parents.clone(), low, &mut inner.seqs);
-        stream.add_shard(parents, high, &mut inner.seqs);
+        stream.add_shard(parents.clone(), low, seqs);
+        stream.add_shard(parents, high, seqs);
         Ok(())
     }
 
@@ -54,11 +50,7 @@ impl Store {
         adjacent_id: &str,
     ) -> Result<(), KinesisError> {
         let mut inner = self.lock();
-        let inner = &mut *inner;
-        let stream = inner
-            .streams
-            .get_mut(stream)
-            .ok_or_else(|| KinesisError::ResourceNotFound(format!("Stream {stream} not found.")))?;
+        let (stream, seqs) = inner.stream_and_seqs(stream)?;
         let a = stream.shard(shard_id)?;
         let b = stream.shard(adjacent_id)?;
         if !a.is_open() || !b.is_open() {
@@ -81,12 +73,12 @@ impl Store {
                 "shards {shard_id} and {adjacent_id} are not adjacent"
             )));
         };
-        stream.shard_mut(shard_id)?.close(&mut inner.seqs);
-        stream.shard_mut(adjacent_id)?.close(&mut inner.seqs);
+        stream.shard_mut(shard_id)?.close(seqs);
+        stream.shard_mut(adjacent_id)?.close(seqs);
         stream.add_shard(
             vec![shard_id.to_owned(), adjacent_id.to_owned()],
             range,
-            &mut inner.seqs,
+            seqs,
         );
         Ok(())
     }
@@ -99,11 +91,7 @@ impl Store {
         target: u32,
     ) -> Result<usize, KinesisError> {
         let mut inner = self.lock();
-        let inner = &mut *inner;
-        let stream = inner
-            .streams
-            .get_mut(stream)
-            .ok_or_else(|| KinesisError::ResourceNotFound(format!("Stream {stream} not found.")))?;
+        let (stream, seqs) = inner.stream_and_seqs(stream)?;
         let current = stream.open_shard_count();
         let target_usize = target as usize;
         if target == 0 || target_usize > current * 2 || target_usize * 2 < current {
@@ -118,7 +106,7 @@ impl Store {
             .map(|s| (s.id.clone(), s.range))
             .collect();
         for shard in stream.shards.iter_mut().filter(|s| s.is_open()) {
-            shard.close(&mut inner.seqs);
+            shard.close(seqs);
         }
         for range in FULL_RANGE.split_evenly(target) {
             let parents = old
@@ -126,7 +114,7 @@ impl Store {
                 .filter(|(_, r)| r.start <= range.end && range.start <= r.end)
                 .map(|(id, _)| id.clone())
                 .collect();
-            stream.add_shard(parents, range, &mut inner.seqs);
+            stream.add_shard(parents, range, seqs);
         }
         Ok(current)
     }

@@ -226,6 +226,16 @@ impl Inner {
     pub(crate) fn stream_mut(&mut self, name: &str) -> Result<&mut Stream, KinesisError> {
         self.streams.get_mut(name).ok_or_else(|| not_found(name))
     }
+
+    /// A stream and the sequence counter together, for changes that close and create shards
+    /// (both borrowed mutably at once).
+    pub(crate) fn stream_and_seqs(
+        &mut self,
+        name: &str,
+    ) -> Result<(&mut Stream, &mut SequenceAllocator), KinesisError> {
+        let stream = self.streams.get_mut(name).ok_or_else(|| not_found(name))?;
+        Ok((stream, &mut self.seqs))
+    }
 }
 
 pub(crate) fn not_found(name: &str) -> KinesisError {
