@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tracing::{info, warn};
 
-use crate::hub::{ReaderState, StreamHub};
+use crate::hub::StreamHub;
 
 /// The service name of the relay in health checks.
 pub const RELAY_SERVICE: &str = "kinesis_relay.v1.Relay";
@@ -52,14 +52,7 @@ pub async fn run(
         let now = Instant::now();
         let mut all = true;
         for hub in &hubs {
-            let live = {
-                let state = hub.read();
-                !state.stopped
-                    && state
-                        .shards
-                        .values()
-                        .any(|slot| slot.state == ReaderState::Reading)
-            };
+            let live = hub.view().reading();
             if live {
                 last_live.insert(hub.name().to_owned(), now);
             }

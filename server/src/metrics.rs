@@ -107,22 +107,23 @@ impl Collector for HubCollector {
         let now = SystemTime::now();
         for hub in &self.hubs {
             let stream = hub.name().to_owned();
-            let state = hub.read();
-            for (shard, slot) in &state.shards {
-                let labels = vec![("stream", stream.clone()), ("shard", shard.clone())];
-                records_in.push((labels.clone(), slot.counters.records_in));
-                bytes_in.push((labels.clone(), slot.counters.bytes_in));
-                subscriptions.push((labels.clone(), slot.counters.subscriptions));
-                for (kind, count) in &slot.counters.errors {
+            let view = hub.view();
+            for shard in view.shards() {
+                let labels = vec![("stream", stream.clone()), ("shard", shard.id().to_owned())];
+                let counters = shard.counters();
+                records_in.push((labels.clone(), counters.records_in));
+                bytes_in.push((labels.clone(), counters.bytes_in));
+                subscriptions.push((labels.clone(), counters.subscriptions));
+                for (kind, count) in &counters.errors {
                     let mut labels = labels.clone();
                     labels.push(("kind", (*kind).to_owned()));
                     errors.push((labels, *count));
                 }
-                behind.push((labels.clone(), slot.millis_behind));
+                behind.push((labels.clone(), shard.millis_behind()));
                 for (value, name) in STATES {
                     let mut labels = labels.clone();
                     labels.push(("state", name.to_owned()));
-                    states.push((labels, i64::from(slot.state == value)));
+                    states.push((labels, i64::from(shard.state() == value)));
                 }
             }
             let labels = vec![("stream", stream.clone())];
@@ -138,8 +139,8 @@ impl Collector for HubCollector {
                 labels.push(("reason", end.as_str().to_owned()));
                 ends.push((labels, c.subscriber_ends.get(end)));
             }
-            ring_bytes.push((labels.clone(), state.bytes as i64));
-            let age = state
+            ring_bytes.push((labels.clone(), view.bytes_held() as i64));
+            let age = view
                 .oldest_arrival()
                 .and_then(|oldest| now.duration_since(oldest).ok())
                 .map_or(0, |age| age.as_secs() as i64);

@@ -22,6 +22,7 @@ use super::{
 };
 use crate::{
     hub::{
+        SeekTo,
         entry::{Entry, RelayRecord},
         ring::Seek,
     },
@@ -184,11 +185,11 @@ impl Reader {
     /// Whether the hub's ring holds the record after `last` in this reader's shard (or
     /// would hold it as the next one appended).
     fn ring_holds_after(&self, last: &Position) -> bool {
-        let state = self.catch_up.hub.read();
-        state
-            .shards
-            .get(&self.window.shard_id)
-            .is_some_and(|slot| matches!(slot.ring.seek_after(last), Seek::At(_)))
+        self.catch_up
+            .hub
+            .view()
+            .shard(&self.window.shard_id)
+            .is_some_and(|shard| matches!(shard.seek(SeekTo::After(last)), Seek::At(_)))
     }
 
     /// A shard iterator at the reader's position: after the last record it read, else at

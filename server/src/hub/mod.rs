@@ -7,18 +7,26 @@
 //! records older than the age limit are dropped, so memory is bounded by the rings whatever
 //! the number of subscribers.
 //!
+//! Everything outside `hub/` reads a stream through [`StreamHub::view`] (the read API in
+//! `view.rs`): the ring's invariants (dedupe, floors, eviction, ages) live here alone.
+//!
 //! # Layout
 //! - `mod.rs`: [`StreamHub`], the lock around a stream's state and every change to it.
+//! - `view.rs`: the read API: [`StreamView`] and [`ShardView`] (seek, read a batch, floor,
+//!   status, counters).
 //! - `state.rs`: that state as plain data (shards, consumer, counters, status).
 //! - `ring.rs`: one shard's records, floors and seeking.
+//! - `batch.rs`: one reader's batch of a ring's records, as slices of their blocks.
 //! - `entry.rs`: a record as encoded once for every subscriber.
 //! - `delay.rs`, `ends.rs`: the delivery-delay histogram and subscriber-end counters.
 
+pub mod batch;
 pub mod delay;
 pub mod ends;
 pub mod entry;
 pub mod ring;
 mod state;
+mod view;
 
 use std::{
     sync::{
@@ -35,6 +43,7 @@ pub use self::state::{
     ConsumerInfo, ReaderState, RingLimits, ShardCounters, ShardMeta, ShardSlot, StreamCounters,
     StreamState,
 };
+pub use self::view::{Missed, SeekTo, ShardView, StreamView};
 use self::{
     entry::{Entry, RelayRecord},
     ring::{Floor, ShardRing},
@@ -85,7 +94,15 @@ impl StreamHub {
         &self.name
     }
 
-    /// Reads the state.
+    /// A consistent read of the stream through the read API; holds the read lock until
+    /// dropped (never across an await).
+    pub fn view(&self) -> StreamView<'_> {
+        StreamView::new(self.read())
+    }
+
+    /// The state itself, for the hub's own tests and for the callers not yet moved to
+    /// [`StreamHub::view`] (ingest's upstream relay and the integration tests' helpers);
+    /// new code reads through the view.
     pub fn read(&self) -> RwLockReadGuard<'_, StreamState> {
         self.state
             .read()

@@ -305,11 +305,11 @@ impl v1::relay_server::Relay for RelayService {
             .values()
             .filter(|hub| principal.may_read(hub.name()))
             .map(|hub| {
-                let state = hub.read();
+                let view = hub.view();
                 v1::StreamSummary {
                     name: hub.name().to_owned(),
-                    shard_count: state.open_shards() as u32,
-                    status: state.status().into(),
+                    shard_count: view.open_shards() as u32,
+                    status: view.status().into(),
                 }
             })
             .collect();
@@ -323,45 +323,47 @@ impl v1::relay_server::Relay for RelayService {
         let principal = self.principal(&request)?;
         let hub = self.hub(&request.get_ref().stream, &principal)?;
         let mut response = {
-            let state = hub.read();
-            let shards = state
-                .shards
-                .values()
-                .map(|slot| v1::Shard {
-                    shard_id: slot.meta.shard_id.clone(),
-                    parent_shard_id: slot.meta.parents.first().cloned().unwrap_or_default(),
-                    adjacent_parent_shard_id: slot.meta.parents.get(1).cloned().unwrap_or_default(),
-                    hash_key_range: Some(v1::HashKeyRange {
-                        starting_hash_key: slot.meta.hash_key_range.0.clone(),
-                        ending_hash_key: slot.meta.hash_key_range.1.clone(),
-                    }),
-                    state: v1::ShardState::from(slot.state).into(),
-                    last_sequence_number: slot
-                        .last_sequence()
-                        .map(ToString::to_string)
-                        .unwrap_or_default(),
-                    millis_behind_latest: slot.millis_behind,
-                    oldest_sequence_number: slot
-                        .ring
-                        .front()
-                        .map(|entry| entry.sequence.to_string())
-                        .unwrap_or_default(),
-                    records_held: slot.ring.len() as u64,
-                    bytes_held: slot.ring.bytes() as u64,
+            let view = hub.view();
+            let shards = view
+                .shards()
+                .map(|shard| {
+                    let meta = shard.meta();
+                    v1::Shard {
+                        shard_id: meta.shard_id.clone(),
+                        parent_shard_id: meta.parents.first().cloned().unwrap_or_default(),
+                        adjacent_parent_shard_id: meta.parents.get(1).cloned().unwrap_or_default(),
+                        hash_key_range: Some(v1::HashKeyRange {
+                            starting_hash_key: meta.hash_key_range.0.clone(),
+                            ending_hash_key: meta.hash_key_range.1.clone(),
+                        }),
+                        state: v1::ShardState::from(shard.state()).into(),
+                        last_sequence_number: shard
+                            .last_sequence()
+                            .map(ToString::to_string)
+                            .unwrap_or_default(),
+                        millis_behind_latest: shard.millis_behind(),
+                        oldest_sequence_number: shard
+                            .oldest_sequence()
+                            .map(ToString::to_string)
+                            .unwrap_or_default(),
+                        records_held: shard.records_held() as u64,
+                        bytes_held: shard.bytes_held() as u64,
+                    }
                 })
                 .collect();
+            let consumer = view.consumer();
             v1::DescribeStreamResponse {
                 stream: hub.name().to_owned(),
-                status: state.status().into(),
+                status: view.status().into(),
                 consumer: Some(v1::Consumer {
-                    name: state.consumer.name.clone(),
-                    arn: state.consumer.arn.clone(),
-                    status: state.consumer.status.clone(),
+                    name: consumer.name.clone(),
+                    arn: consumer.arn.clone(),
+                    status: consumer.status.clone(),
                 }),
                 shards,
                 subscriber_count: hub.subscriber_count() as u32,
-                oldest_cursor: oldest_cursor(hub.name(), &state),
-                oldest_timestamp: state.oldest_arrival().map(timestamp),
+                oldest_cursor: oldest_cursor(hub.name(), &view),
+                oldest_timestamp: view.oldest_arrival().map(timestamp),
                 upstream_retention_hours: 0,
                 upstream_oldest_timestamp: None,
             }

@@ -4,22 +4,22 @@ use std::sync::atomic::Ordering;
 
 use kinesis_relay_api::v1;
 
-use super::{LagPolicy, Source, Stop, Subscription, batch, format_time, sequence_text};
+use super::{LagPolicy, Source, Stop, Subscription, format_time, sequence_text};
 use crate::{
     catchup::From,
-    hub::{ShardSlot, StreamHub},
+    hub::{ShardView, StreamHub},
     service::encode::EncodedResponse,
 };
 
 impl Subscription {
-    /// Reads one batch from the catch-up window of shard `id`.
+    /// Reads one batch from the catch-up window of `shard`.
     pub(super) fn poll_catch_up(
         &mut self,
         hub: &StreamHub,
-        id: &str,
-        slot: &ShardSlot,
+        shard: ShardView<'_>,
         out: &mut Vec<EncodedResponse>,
     ) -> Result<bool, Stop> {
+        let id = shard.id();
         let window = match &self.shards[id].source {
             Source::CatchUp(attached) => attached.window.clone(),
             _ => return Ok(false),
@@ -76,18 +76,18 @@ impl Subscription {
             position.source = Source::Pending(From::After(position.last.clone()));
             return Ok(true);
         }
-        let read = batch::read(
-            &state.ring,
+        let filter = &self.filter;
+        let read = state.ring.read_batch(
             &mut attached.next,
             &mut position.last,
-            &self.filter,
+            |key| filter.matches(key),
             self.max_batch,
         );
         let ended = state.finished && attached.next >= state.ring.end();
-        let children = if slot.children.is_empty() {
+        let children = if shard.children().is_empty() {
             state.children.clone()
         } else {
-            slot.children.clone()
+            shard.children().to_vec()
         };
         drop(state);
         if read.advanced {

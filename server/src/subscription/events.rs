@@ -2,9 +2,10 @@
 //! distance to the tip of every shard it reads) and gaps, each carrying its cursor.
 
 use super::*;
+use crate::hub::batch::Batch;
 
 impl Subscription {
-    pub(super) fn push_batch(&self, id: &str, read: batch::Batch, out: &mut Vec<EncodedResponse>) {
+    pub(super) fn push_batch(&self, id: &str, read: Batch, out: &mut Vec<EncodedResponse>) {
         if read.records > 0 {
             out.push(EncodedResponse::record_batch(
                 id,
@@ -33,7 +34,7 @@ impl Subscription {
     /// A heartbeat with the distance to the tip of every shard being read (from the
     /// catch-up reader for shards read from Kinesis).
     pub fn heartbeat(&self, hub: &StreamHub) -> EncodedResponse {
-        let state = hub.read();
+        let view = hub.view();
         let shards = self
             .shards
             .iter()
@@ -41,7 +42,7 @@ impl Subscription {
             .filter_map(|(id, position)| {
                 let millis_behind_latest = match &position.source {
                     Source::CatchUp(attached) => attached.window.lock().millis_behind,
-                    _ => state.shards.get(id)?.millis_behind,
+                    _ => view.shard(id)?.millis_behind(),
                 };
                 Some(v1::ShardLag {
                     shard_id: id.clone(),
@@ -62,23 +63,26 @@ impl Subscription {
         })
     }
 
-    pub(super) fn skip_gap(&mut self, id: &str, ring: &ShardRing) -> EncodedResponse {
+    /// Moves a subscriber that fell below shard's oldest record on to it (SKIP) and returns
+    /// the gap event that says what it missed.
+    pub(super) fn skip_gap(&mut self, shard: ShardView<'_>) -> EncodedResponse {
+        let id = shard.id();
         let position = self.shards.get_mut(id).expect("caller checked the shard");
         let from = sequence_text(&position.last);
-        let to = match ring.floor() {
-            Floor::After { position, .. } => sequence_text(position),
-            Floor::Origin | Floor::Unknown => String::new(),
-        };
-        let missed = ring.base().saturating_sub(position.next);
-        position.next = ring.base();
+        let missed = shard.missed(position.next);
+        position.next = missed.resume_at;
         position.behind = false;
-        position.last = ring.position_before(ring.base());
+        position.last = missed.resume_after;
         self.event(v1::subscribe_response::Event::Gap(v1::Gap {
             shards: vec![v1::ShardGap {
                 shard_id: id.to_owned(),
                 from_sequence_number: from,
-                to_sequence_number: to,
-                records_missed: missed,
+                to_sequence_number: missed
+                    .through
+                    .as_ref()
+                    .map(sequence_text)
+                    .unwrap_or_default(),
+                records_missed: missed.records,
             }],
             reason: v1::GapReason::SubscriberTooSlow.into(),
         }))

@@ -14,9 +14,10 @@
 //! - `events.rs`: the responses a subscription sends besides records' runs: batches,
 //!   shard ends, heartbeats, gaps.
 //! - `spec.rs`: the request as validated, and why a subscription cannot start or ends.
-//! - `batch.rs`: one batch of records read from a ring.
+//!
+//! It reads the hub only through its read API ([`StreamHub::view`]): seeking, batches of
+//! encoded records and floors are the hub's; positions, filters and lag are its own.
 
-mod batch;
 mod catching_up;
 mod events;
 mod open;
@@ -38,10 +39,7 @@ use kinesis_relay_api::{
 pub use self::spec::{KeyFilter, LagPolicy, OpenError, Start, Stop, SubscriptionSpec};
 use crate::{
     catchup::{CatchUp, From, window::Attached},
-    hub::{
-        ShardSlot, StreamHub, StreamState,
-        ring::{Floor, Seek, ShardRing},
-    },
+    hub::{SeekTo, ShardView, StreamHub, StreamView, ring::Seek},
     service::encode::EncodedResponse,
 };
 
@@ -144,17 +142,17 @@ impl Subscription {
         if self.waiting.is_some() {
             return self.open_waiting(hub);
         }
-        let state = hub.read();
+        let view = hub.view();
         let mut progressed = false;
         if self.all_shards {
-            self.learn_shards(&state);
+            self.learn_shards(&view);
         }
         let ids: Vec<String> = self.shards.keys().cloned().collect();
         for id in ids {
-            let Some(slot) = state.shards.get(&id) else {
+            let Some(shard) = view.shard(&id) else {
                 continue;
             };
-            if self.shards[&id].ended || !self.parents_done(&slot.meta.parents) {
+            if self.shards[&id].ended || !self.parents_done(shard.parents()) {
                 continue;
             }
             if self.shards[&id].announce {
@@ -166,12 +164,12 @@ impl Subscription {
                         shard_id: id.clone(),
                         kind: v1::ShardEventKind::Started.into(),
                         child_shard_ids: vec![],
-                        parent_shard_ids: slot.meta.parents.clone(),
+                        parent_shard_ids: shard.parents().to_vec(),
                     })),
                 );
                 progressed = true;
             }
-            progressed |= self.poll_shard(hub, &id, slot, out)?;
+            progressed |= self.poll_shard(hub, shard, out)?;
         }
         Ok(progressed)
     }
@@ -179,22 +177,23 @@ impl Subscription {
     /// Adds shards that appeared after the subscription started: a child after resharding,
     /// read from its first record, or a shard the relay learned after this subscription
     /// resumed from a cursor that names it.
-    fn learn_shards(&mut self, state: &StreamState) {
-        for (id, slot) in &state.shards {
+    fn learn_shards(&mut self, view: &StreamView<'_>) {
+        for shard in view.shards() {
+            let id = shard.id();
             if self.shards.contains_key(id) {
                 continue;
             }
             let last = self.resumed.get(id).cloned().unwrap_or(Position::Start);
-            let (next, behind, source) = match slot.ring.seek_after(&last) {
+            let (next, behind, source) = match shard.seek(SeekTo::After(&last)) {
                 Seek::At(next) => (next, false, Source::Ring),
                 Seek::TooOld => match self.catch_up {
                     Some(_) => (0, false, Source::Pending(From::After(last.clone()))),
                     // Older than the ring: the lag policy applies.
-                    None => (slot.ring.base(), true, Source::Ring),
+                    None => (shard.oldest_index(), true, Source::Ring),
                 },
             };
             self.shards.insert(
-                id.clone(),
+                id.to_owned(),
                 ShardPosition {
                     next,
                     last,
@@ -211,10 +210,10 @@ impl Subscription {
     fn poll_shard(
         &mut self,
         hub: &StreamHub,
-        id: &str,
-        slot: &ShardSlot,
+        shard: ShardView<'_>,
         out: &mut Vec<EncodedResponse>,
     ) -> Result<bool, Stop> {
+        let id = shard.id();
         let mut progressed = false;
         let position = self.shards.get_mut(id).expect("caller checked the shard");
         if let Source::Pending(from) = &position.source {
@@ -231,16 +230,16 @@ impl Subscription {
         }
         // Join the ring as soon as it holds the record after this position.
         if matches!(position.source, Source::CatchUp(_))
-            && let Seek::At(next) = slot.ring.seek_after(&position.last)
+            && let Seek::At(next) = shard.seek(SeekTo::After(&position.last))
         {
             position.source = Source::Ring;
             position.next = next;
             progressed = true;
         }
         if matches!(position.source, Source::CatchUp(_)) {
-            return Ok(self.poll_catch_up(hub, id, slot, out)? || progressed);
+            return Ok(self.poll_catch_up(hub, shard, out)? || progressed);
         }
-        if position.next < slot.ring.base() || position.behind {
+        if position.next < shard.oldest_index() || position.behind {
             match (self.on_lag, &self.catch_up) {
                 (LagPolicy::CatchUp, Some(_)) => {
                     position.behind = false;
@@ -255,24 +254,24 @@ impl Subscription {
                 }
                 (LagPolicy::Skip, _) => {
                     hub.counters.gaps.fetch_add(1, Ordering::Relaxed);
-                    out.push(self.skip_gap(id, &slot.ring));
+                    out.push(self.skip_gap(shard));
                     progressed = true;
                 }
             }
         }
         let position = self.shards.get_mut(id).expect("caller checked the shard");
-        let read = batch::read(
-            &slot.ring,
+        let filter = &self.filter;
+        let read = shard.read_batch(
             &mut position.next,
             &mut position.last,
-            &self.filter,
+            |key| filter.matches(key),
             self.max_batch,
         );
         progressed |= read.advanced;
         self.push_batch(id, read, out);
         let position = &self.shards[id];
-        if slot.finished() && position.next >= slot.ring.end() {
-            out.push(self.end_shard(id, slot.children.clone()));
+        if shard.finished() && position.next >= shard.end_index() {
+            out.push(self.end_shard(id, shard.children().to_vec()));
             progressed = true;
         }
         Ok(progressed)
@@ -313,7 +312,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::hub::{ReaderState, RingLimits, ShardMeta, entry::RelayRecord};
+    use crate::hub::{ReaderState, RingLimits, ShardMeta, entry::RelayRecord, ring::Floor};
 
     fn records(keys: &[(u64, &str)]) -> Vec<RelayRecord> {
         keys.iter()

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     catchup::{CatchUp, From},
-    hub::{ShardSlot, StreamHub, StreamState, ring::Seek},
+    hub::{SeekTo, ShardView, StreamHub, StreamView, ring::Seek},
 };
 
 impl Subscription {
@@ -24,9 +24,9 @@ impl Subscription {
         catch_up: Option<Arc<CatchUp>>,
         spec: SubscriptionSpec,
     ) -> Result<Self, OpenError> {
-        let state = hub.read();
+        let view = hub.view();
         let stream = hub.name().to_owned();
-        if !state.started {
+        if !view.started() {
             return Err(OpenError::Starting { stream });
         }
         if let Start::AfterCursor(cursor) = &spec.start
@@ -40,7 +40,7 @@ impl Subscription {
         let wanted: Vec<String> = match &spec.shard_ids {
             Some(ids) => {
                 for id in ids {
-                    if !state.shards.contains_key(id) {
+                    if !view.has_shard(id) {
                         return Err(OpenError::UnknownShard {
                             stream,
                             shard: id.clone(),
@@ -49,18 +49,21 @@ impl Subscription {
                 }
                 ids.iter().cloned().collect()
             }
-            None => state.shards.keys().cloned().collect(),
+            None => view.shards().map(|shard| shard.id().to_owned()).collect(),
         };
         let mut shards = BTreeMap::new();
         for id in wanted {
-            let slot = &state.shards[&id];
-            let position = match open_shard(&state, slot, &spec.start, catch_up.is_some()) {
+            // Every id wanted was found above, under the same lock.
+            let Some(shard) = view.shard(&id) else {
+                continue;
+            };
+            let position = match open_shard(&view, shard, &spec.start, catch_up.is_some()) {
                 Some(position) => position,
                 None => {
                     return Err(OpenError::OutOfRange {
                         shard: id,
-                        oldest_cursor: oldest_cursor(&stream, &state),
-                        oldest_time: state
+                        oldest_cursor: oldest_cursor(&stream, &view),
+                        oldest_time: view
                             .oldest_arrival()
                             .map(|at| format!(" (arrived {})", format_time(at)))
                             .unwrap_or_default(),
@@ -132,15 +135,15 @@ impl Subscription {
 /// Where a new subscription starts reading one shard; `None` when the position is older
 /// than the ring and the relay cannot read Kinesis.
 fn open_shard(
-    state: &StreamState,
-    slot: &ShardSlot,
+    view: &StreamView<'_>,
+    shard: ShardView<'_>,
     start: &Start,
     can_catch_up: bool,
 ) -> Option<ShardPosition> {
-    let ring = &slot.ring;
-    let id = &slot.meta.shard_id;
+    let id = shard.id();
+    let end = shard.end_index();
     let done = |last: Position| ShardPosition {
-        next: ring.end(),
+        next: end,
         last,
         announce: false,
         ended: true,
@@ -148,10 +151,10 @@ fn open_shard(
         source: Source::Ring,
     };
     let (seek, from) = match start {
-        Start::Latest => (Seek::At(ring.end()), None),
-        Start::Earliest => (Seek::At(ring.base()), None),
+        Start::Latest => (shard.seek(SeekTo::Latest), None),
+        Start::Earliest => (shard.seek(SeekTo::Earliest), None),
         Start::TrimHorizon => (
-            ring.seek_after(&Position::Start),
+            shard.seek(SeekTo::After(&Position::Start)),
             Some(From::After(Position::Start)),
         ),
         Start::AfterCursor(cursor) => {
@@ -160,15 +163,18 @@ fn open_shard(
             // is history from before the subscription: it is not read.
             if named.is_none()
                 && !cursor.shards.is_empty()
-                && slot.finished()
-                && !descends_from(state, id, &cursor.shards)
+                && shard.finished()
+                && !descends_from(view, id, &cursor.shards)
             {
-                return Some(done(ring.position_before(ring.end())));
+                return Some(done(shard.position_before(end)));
             }
             let last = named.cloned().unwrap_or(Position::Start);
-            (ring.seek_after(&last), Some(From::After(last)))
+            (shard.seek(SeekTo::After(&last)), Some(From::After(last)))
         }
-        Start::AtTimestamp(at) => (ring.seek_time(*at), Some(From::AtTimestamp(*at))),
+        Start::AtTimestamp(at) => (
+            shard.seek(SeekTo::ArrivedAt(*at)),
+            Some(From::AtTimestamp(*at)),
+        ),
     };
     let last_cursor = match start {
         // Keep the cursor's own position: the next cursor then covers what it did.
@@ -177,12 +183,11 @@ fn open_shard(
     };
     match seek {
         Seek::At(next) => {
-            let last = last_cursor.unwrap_or_else(|| ring.position_before(next));
+            let last = last_cursor.unwrap_or_else(|| shard.position_before(next));
             // A shard that ended before this subscription reaches past it is done already:
             // no ENDED event for history the subscriber never asked about.
-            let ended = slot.finished()
-                && next >= ring.end()
-                && matches!(start, Start::Latest | Start::Earliest);
+            let ended =
+                shard.finished() && next >= end && matches!(start, Start::Latest | Start::Earliest);
             Some(ShardPosition {
                 next,
                 last,
@@ -205,17 +210,17 @@ fn open_shard(
 }
 
 /// Whether shard `id` descends (through the parents the hub knows) from a shard in `named`.
-fn descends_from(state: &StreamState, id: &str, named: &BTreeMap<String, Position>) -> bool {
+fn descends_from(view: &StreamView<'_>, id: &str, named: &BTreeMap<String, Position>) -> bool {
     let mut frontier = vec![id.to_owned()];
     let mut seen = BTreeSet::new();
     while let Some(shard) = frontier.pop() {
         if !seen.insert(shard.clone()) {
             continue;
         }
-        let Some(slot) = state.shards.get(&shard) else {
+        let Some(known) = view.shard(&shard) else {
             continue;
         };
-        for parent in &slot.meta.parents {
+        for parent in known.parents() {
             if named.contains_key(parent) {
                 return true;
             }
@@ -225,13 +230,15 @@ fn descends_from(state: &StreamState, id: &str, named: &BTreeMap<String, Positio
     false
 }
 /// A cursor at the oldest position held in every shard.
-pub fn oldest_cursor(stream: &str, state: &StreamState) -> String {
+pub fn oldest_cursor(stream: &str, view: &StreamView<'_>) -> String {
     Cursor {
         stream: stream.to_owned(),
-        shards: state
-            .shards
-            .iter()
-            .map(|(id, slot)| (id.clone(), slot.ring.position_before(slot.ring.base())))
+        shards: view
+            .shards()
+            .map(|shard| {
+                let oldest = shard.position_before(shard.oldest_index());
+                (shard.id().to_owned(), oldest)
+            })
             .collect(),
     }
     .encode()
