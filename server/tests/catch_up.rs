@@ -69,10 +69,9 @@ fn texts(sent: &[(String, Vec<u8>)]) -> Vec<String> {
 async fn wait_overrun(relay: &kinesis_relay::RunningRelay) {
     eventually("the ring to drop the oldest records", || async {
         relay.hubs[0]
-            .read()
-            .shards
-            .values()
-            .all(|slot| slot.ring.base() > 0)
+            .view()
+            .shards()
+            .all(|shard| shard.oldest_index() > 0)
     })
     .await;
 }
@@ -378,10 +377,9 @@ async fn a_reader_stops_fetching_where_the_ring_takes_over() {
     put(&kinesis, "hand-over", &sent).await;
     wait_overrun(&relay).await;
     let not_held = relay.hubs[0]
-        .read()
-        .shards
-        .values()
-        .map(|slot| slot.ring.base())
+        .view()
+        .shards()
+        .map(|shard| shard.oldest_index())
         .sum::<u64>();
     assert!(
         (100..900).contains(&not_held),
@@ -482,10 +480,9 @@ async fn a_restarted_relay_serves_cursors_issued_before_it() {
     // The relay read all 200 (its checkpoint says so) while the client took 50 or so.
     eventually("the relay to read every record", || async {
         relay.hubs[0]
-            .read()
-            .shards
-            .values()
-            .map(|slot| slot.ring.len())
+            .view()
+            .shards()
+            .map(|shard| shard.records_held())
             .sum::<usize>()
             == first.len()
     })
@@ -563,10 +560,9 @@ async fn an_expired_position_is_a_gap_under_skip_and_out_of_range_otherwise() {
     assert_eq!(handle.stored_records("expiring").unwrap(), new.len());
     eventually("the ring to be empty", || async {
         relay.hubs[0]
-            .read()
-            .shards
-            .values()
-            .all(|s| s.ring.is_empty())
+            .view()
+            .shards()
+            .all(|shard| shard.records_held() == 0)
     })
     .await;
 
@@ -640,7 +636,7 @@ async fn a_subscribe_while_the_stream_is_starting_waits_and_then_streams() {
         .unwrap();
     let relay = start_relay(&emulator, fast_config(&["slow-start"])).await;
     assert_eq!(
-        relay.hubs[0].read().status(),
+        relay.hubs[0].view().status(),
         v1::StreamStatus::Starting,
         "the consumer is still CREATING"
     );

@@ -281,11 +281,10 @@ async fn relay_with_small_ring(
     let kinesis = kinesis_relay::embedded::client_for(&emulator.endpoint_url());
     put(&kinesis, stream, &numbered("first", FIRST, 4)).await;
     eventually("the ring to hold the first write", || async {
-        let state = relay.hubs[0].read();
-        state
-            .shards
-            .values()
-            .all(|slot| slot.ring.base() == 0 && slot.ring.len() == FIRST)
+        relay.hubs[0]
+            .view()
+            .shards()
+            .all(|shard| shard.oldest_index() == 0 && shard.records_held() == FIRST)
     })
     .await;
     (emulator, relay, kinesis)
@@ -300,10 +299,9 @@ async fn overrun(relay: &kinesis_relay::RunningRelay, kinesis: &aws_sdk_kinesis:
         "the ring to drop every record of the first write",
         || async {
             relay.hubs[0]
-                .read()
-                .shards
-                .values()
-                .all(|slot| slot.ring.base() > FIRST as u64)
+                .view()
+                .shards()
+                .all(|shard| shard.oldest_index() > FIRST as u64)
         },
     )
     .await;
