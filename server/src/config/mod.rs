@@ -234,10 +234,17 @@ pub struct Cli {
     #[arg(long, env = "KINESIS_RELAY_MAX_HEADER_LIST_BYTES", default_value = "16KiB", value_parser = parse_bytes)]
     pub max_header_list_bytes: usize,
 
-    /// Compress unary responses (ListStreams, DescribeStream) with gzip or zstd when the
-    /// client accepts it (`on` or `off`). Compressed requests are always accepted.
+    /// Compress responses with zstd or gzip when the client accepts it (`on` or `off`;
+    /// zstd when it accepts both): Subscribe's record batches, each block of records
+    /// compressed once for every subscriber, and the unary responses. gRPC-Web and
+    /// Server-Sent Events are never compressed. Compressed requests are always accepted.
     #[arg(long, env = "KINESIS_RELAY_RESPONSE_COMPRESSION", default_value = "on")]
     pub response_compression: Switch,
+
+    /// Compression level of Subscribe responses, for zstd and gzip alike: 1 is fastest,
+    /// 9 smallest.
+    #[arg(long, env = "KINESIS_RELAY_RESPONSE_COMPRESSION_LEVEL", default_value = "3", value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub response_compression_level: u32,
 
     /// Gather the HTTP/2 frames written in one poll of a connection into one system call
     /// (`on` or `off`): clients with HTTP/2's default 16 KiB frames cost one write per

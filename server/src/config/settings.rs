@@ -87,6 +87,7 @@ impl Cli {
             max_header_list_bytes: self.max_header_list_bytes,
             shutdown_grace: self.shutdown_grace,
             compress_responses: self.response_compression == Switch::On,
+            compression_level: self.response_compression_level,
             coalesce_writes: self.coalesce_writes == Switch::On,
             cors: Cors::new(&self.cors_allowed_origins),
             console: self.console == Switch::On,

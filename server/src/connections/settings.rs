@@ -32,8 +32,10 @@ pub struct TransportSettings {
     pub max_header_list_bytes: usize,
     /// At shutdown, time the calls get to end before their connections are closed.
     pub shutdown_grace: Duration,
-    /// Whether unary responses may be compressed (gzip, zstd) for clients that accept it.
+    /// Whether responses may be compressed (gzip, zstd) for clients that accept it.
     pub compress_responses: bool,
+    /// Compression level of Subscribe responses (1, fastest, to 9).
+    pub compression_level: u32,
     /// Whether the frames h2 writes in one poll go out in one system call
     /// ([`coalesce::Coalescing`]); off writes each frame on its own, as h2 does.
     pub coalesce_writes: bool,
@@ -58,6 +60,7 @@ impl Default for TransportSettings {
             max_header_list_bytes: 16 << 10,
             shutdown_grace: Duration::from_secs(5),
             compress_responses: true,
+            compression_level: 3,
             coalesce_writes: true,
             console: true,
             cors: Cors::default(),

@@ -7,15 +7,19 @@
 //! - `validate.rs`: request field checks.
 //! - `encode.rs`: response bytes from pre-encoded records.
 //! - `subscribe_call.rs`: Subscribe over HTTP/2, writing those bytes as they are.
+//! - `stream_body.rs`: the server-streaming response body for pre-encoded messages.
+//! - `compress/`: compressed Subscribe responses, each block compressed once and shared.
 //! - `request.rs`: request messages: size limit, compression, one message for Subscribe.
 //! - `grpc_web/`: gRPC-Web calls translated to and from native ones (`text.rs`: base64
 //!   request bodies).
 
+pub mod compress;
 pub mod encode;
 mod feed;
 pub mod grpc_web;
 pub mod relay;
 pub mod request;
+pub mod stream_body;
 pub mod subscribe_call;
 pub mod validate;
 
@@ -50,12 +54,21 @@ pub struct RelayGrpc {
     generated: RelayServer<RelayService>,
     /// Largest request accepted.
     max_request_bytes: usize,
+    /// Compresses Subscribe responses for clients that accept it; `None` when response
+    /// compression is off.
+    compression: Option<Arc<compress::ResponseCompression>>,
 }
 
 impl RelayGrpc {
     /// Wraps a service. Requests compressed with gzip or zstd are always accepted;
-    /// `compress_responses` lets unary responses be compressed when the client accepts it.
-    pub fn new(service: RelayService, max_request_bytes: usize, compress_responses: bool) -> Self {
+    /// `compress_responses` lets responses be compressed when the client accepts it, those
+    /// of Subscribe at `compression_level` (1 to 9).
+    pub fn new(
+        service: RelayService,
+        max_request_bytes: usize,
+        compress_responses: bool,
+        compression_level: u32,
+    ) -> Self {
         let mut generated = RelayServer::new(service.clone())
             .max_decoding_message_size(max_request_bytes)
             .accept_compressed(CompressionEncoding::Gzip)
@@ -69,6 +82,8 @@ impl RelayGrpc {
             generated,
             service,
             max_request_bytes,
+            compression: compress_responses
+                .then(|| Arc::new(compress::ResponseCompression::new(compression_level))),
         }
     }
 }
@@ -90,8 +105,12 @@ impl tonic::codegen::Service<http::Request<Body>> for RelayGrpc {
         if request.uri().path() == SUBSCRIBE_PATH {
             let service = self.service.clone();
             let max_request_bytes = self.max_request_bytes;
+            let compression = self.compression.clone();
             Box::pin(async move {
-                Ok(subscribe_call::subscribe(service, request, max_request_bytes).await)
+                Ok(
+                    subscribe_call::subscribe(service, request, max_request_bytes, compression)
+                        .await,
+                )
             })
         } else {
             let max = self.max_request_bytes;
@@ -134,6 +153,7 @@ pub async fn serve(
             service,
             transport.max_request_bytes,
             transport.compress_responses,
+            transport.compression_level,
         ));
     crate::connections::serve(listener, routes, web, transport, connections, shutdown).await
 }

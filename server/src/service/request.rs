@@ -4,20 +4,24 @@
 //! The unary methods are decoded by tonic's generated server; [`LimitedBody`] only looks
 //! at each message's length prefix on the way in, so that an oversized request gets
 //! RESOURCE_EXHAUSTED naming `--max-request-bytes` (tonic answers OUT_OF_RANGE, which in
-//! this API means "cursor older than held"). Subscribe reads its message here.
+//! this API means "cursor older than held"). Subscribe reads its message here, with tonic's
+//! decoder behind the same limit.
 
 use std::{
-    io::Read,
+    marker::PhantomData,
     pin::Pin,
     task::{Context, Poll, ready},
 };
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use http_body_util::BodyExt;
 use prost::Message;
-use tonic::{Status, body::Body};
+use tonic::{
+    Code, Status, Streaming,
+    body::Body,
+    codec::{CompressionEncoding, DecodeBuf, Decoder},
+};
 
 /// Bytes of the gRPC message prefix: compression flag and big-endian length.
 pub const PREFIX: usize = 5;
@@ -114,106 +118,73 @@ impl HttpBody for LimitedBody {
     }
 }
 
-/// How the request's messages are compressed (`grpc-encoding`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Encoding {
-    Identity,
-    Gzip,
-    Zstd,
-}
-
-impl Encoding {
-    /// The encoding `headers` name; unknown ones are refused with the ones accepted.
-    fn of(headers: &HeaderMap) -> Result<Self, Status> {
-        match headers
-            .get("grpc-encoding")
-            .map(|v| v.to_str().unwrap_or("?"))
-        {
-            None | Some("identity") => Ok(Encoding::Identity),
-            Some("gzip") => Ok(Encoding::Gzip),
-            Some("zstd") => Ok(Encoding::Zstd),
-            Some(other) => Err(Status::unimplemented(format!(
-                "grpc-encoding {other:?} is not supported; this relay accepts {ACCEPTED_ENCODINGS}"
-            ))),
-        }
-    }
-
-    /// Decompresses `message`, failing past `max` bytes.
-    fn decompress(self, message: Bytes, max: usize) -> Result<Bytes, Status> {
-        let reader: Box<dyn Read> = match self {
-            Encoding::Identity => {
-                return Err(Status::internal(
-                    "the request message is flagged compressed but the call names no grpc-encoding",
-                ));
-            }
-            Encoding::Gzip => Box::new(flate2::read::GzDecoder::new(message.reader())),
-            Encoding::Zstd => Box::new(
-                zstd::stream::read::Decoder::new(message.reader())
-                    .map_err(|err| Status::internal(format!("zstd: {err}")))?,
-            ),
-        };
-        let mut out = Vec::new();
-        reader
-            .take(max as u64 + 1)
-            .read_to_end(&mut out)
-            .map_err(|err| {
-                Status::internal(format!("the request message does not decompress: {err}"))
-            })?;
-        if out.len() > max {
-            return Err(too_large(out.len(), max));
-        }
-        Ok(Bytes::from(out))
+/// The encoding the request's messages are compressed with (`grpc-encoding`), among
+/// those the relay accepts; unknown ones are refused with the ones accepted, as tonic's
+/// server does (whose check is not public).
+fn request_encoding(headers: &HeaderMap) -> Result<Option<CompressionEncoding>, Status> {
+    match headers
+        .get("grpc-encoding")
+        .map(|v| v.to_str().unwrap_or("?"))
+    {
+        None | Some("identity") => Ok(None),
+        Some("gzip") => Ok(Some(CompressionEncoding::Gzip)),
+        Some("zstd") => Ok(Some(CompressionEncoding::Zstd)),
+        Some(other) => Err(Status::unimplemented(format!(
+            "grpc-encoding {other:?} is not supported; this relay accepts {ACCEPTED_ENCODINGS}"
+        ))),
     }
 }
 
-/// Reads the one request message of a server-streaming call such as Subscribe: exactly
-/// one message (none, or a second one, is UNIMPLEMENTED as the protocol says of request
-/// cardinality), compressed as `headers` say, at most `max` bytes.
-pub async fn read_single<M: Message + Default>(
+/// Decodes request messages with prost, as tonic's generated servers do, but a message
+/// that does not decode is INVALID_ARGUMENT (the client sent it) rather than INTERNAL.
+struct RequestDecoder<M>(PhantomData<fn() -> M>);
+
+impl<M: Message + Default + 'static> Decoder for RequestDecoder<M> {
+    type Item = M;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<M>, Status> {
+        M::decode(buf).map(Some).map_err(|err| {
+            Status::invalid_argument(format!("the request is not a valid message: {err}"))
+        })
+    }
+}
+
+/// Reads the one request message of a server-streaming call such as Subscribe with tonic's
+/// decoder ([`Streaming`]): exactly one message (none, or a second one, is UNIMPLEMENTED as
+/// the protocol says of request cardinality; tonic's server takes the first of several and
+/// calls none INTERNAL), compressed as `headers` say, at most `max` bytes, compressed or
+/// not (over it is RESOURCE_EXHAUSTED naming the flag).
+pub async fn read_single<M: Message + Default + 'static>(
     headers: &HeaderMap,
-    mut body: Body,
+    body: Body,
     max: usize,
 ) -> Result<M, Status> {
-    let encoding = Encoding::of(headers)?;
-    let mut buf = BytesMut::new();
-    let mut message: Option<M> = None;
-    loop {
-        while buf.len() >= PREFIX {
-            let compressed = buf[0] != 0;
-            let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-            if len > max {
-                return Err(too_large(len, max));
-            }
-            if buf.len() < PREFIX + len {
-                break;
-            }
-            if message.is_some() {
-                return Err(cardinality());
-            }
-            buf.advance(PREFIX);
-            let mut bytes = buf.split_to(len).freeze();
-            if compressed {
-                bytes = encoding.decompress(bytes, max)?;
-            }
-            message = Some(M::decode(bytes).map_err(|err| {
-                Status::invalid_argument(format!("the request is not a valid message: {err}"))
-            })?);
+    let encoding = request_encoding(headers)?;
+    let mut messages = Streaming::new_request(
+        RequestDecoder::<M>(PhantomData),
+        LimitedBody::new(body, max),
+        encoding,
+        Some(max),
+    );
+    let limit = |status: Status| match status.code() {
+        // tonic's words for a message that decompresses past the limit.
+        Code::ResourceExhausted | Code::OutOfRange
+            if !status.message().contains("--max-request-bytes") =>
+        {
+            Status::resource_exhausted(format!(
+                "the request decompresses to more than {max} bytes, the most this relay \
+                 accepts (--max-request-bytes)"
+            ))
         }
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    buf.put(data);
-                }
-            }
-            Some(Err(status)) => return Err(status),
-            None if buf.is_empty() => return message.ok_or_else(cardinality),
-            None => {
-                return Err(Status::internal(
-                    "the call ended in the middle of its request message",
-                ));
-            }
-        }
+        _ => status,
+    };
+    let message = messages.message().await.map_err(limit)?;
+    let message = message.ok_or_else(cardinality)?;
+    if messages.message().await.map_err(limit)?.is_some() {
+        return Err(cardinality());
     }
+    Ok(message)
 }
 
 fn cardinality() -> Status {
@@ -226,6 +197,7 @@ fn cardinality() -> Status {
 mod tests {
     use std::io::Write;
 
+    use http_body_util::BodyExt;
     use kinesis_relay_api::v1;
 
     use super::*;

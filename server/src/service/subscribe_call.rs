@@ -1,46 +1,40 @@
-//! Subscribe as an HTTP/2 exchange, written without tonic's encoder.
+//! Subscribe as an HTTP/2 exchange: the request read with tonic's decoder
+//! ([`super::request::read_single`]), the responses written as they are held in the hub
+//! by [`StreamingBody`], compressed when the client accepts it.
 //!
 //! tonic's server copies every response into a buffer of its own before HTTP/2 sees it.
 //! Here a response's bytes go to HTTP/2 as they are held in the hub: the short per-response
 //! parts (gRPC prefix, batch header, cursor) are copied together into one small frame, and
 //! each run of records encoded back to back (see `hub::entry`) long enough to be worth its
 //! own write goes out as a slice of the hub's block, copied only by the kernel.
-//!
-//! The request side is [`super::request::read_single`]: exactly one length-prefixed
-//! `SubscribeRequest` (gzip, zstd or uncompressed), bounded in size and in time.
 
-use std::{
-    collections::VecDeque,
-    convert::Infallible,
-    pin::Pin,
-    task::{Context, Poll, ready},
-    time::Duration,
-};
+use std::{ops::Range, sync::Arc, time::Duration};
 
-use bytes::{BufMut, Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue};
-use http_body::{Body as HttpBody, Frame};
+use bytes::Bytes;
+use http::HeaderValue;
 use kinesis_relay_api::v1;
 use tonic::{Status, body::Body};
 
 use super::{
     RelayService,
+    compress::{ResponseCompression, ResponseEncoding},
     encode::EncodedResponse,
-    relay::EncodedStream,
-    request::{self, PREFIX},
+    request,
+    stream_body::{PreEncoded, StreamingBody},
 };
 
-/// Segments at least this long go to HTTP/2 as their own frame instead of being copied:
-/// below it, a copy costs less than the extra write a frame of its own takes.
-const ZERO_COPY_MIN: usize = 16 << 10;
 /// How long a client may take to send its request message once the call has started.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// First byte of a chunk of records: the tag of `RecordBatch.records` (field 2, bytes).
+const RECORDS_TAG: u8 = (2 << 3) | 2;
 
-/// Answers one Subscribe call.
+/// Answers one Subscribe call; `compression`, if any, compresses the responses for a client
+/// that accepts gzip or zstd.
 pub async fn subscribe(
     service: RelayService,
     request: http::Request<Body>,
     max_request_bytes: usize,
+    compression: Option<Arc<ResponseCompression>>,
 ) -> http::Response<Body> {
     let (parts, body) = request.into_parts();
     let read =
@@ -56,14 +50,21 @@ pub async fn subscribe(
             return with_accept_encoding(status.into_http());
         }
     };
+    let encoding = compression
+        .and_then(|compression| Some((compression, ResponseEncoding::negotiate(&parts.headers)?)));
     let request = tonic::Request::from_http(http::Request::from_parts(parts, message));
     let response = match service.subscribe_encoded(request) {
         Ok(stream) => {
-            let mut response = http::Response::new(Body::new(ResponseBody::new(stream)));
-            response.headers_mut().insert(
+            let name = encoding.as_ref().map(|(_, encoding)| encoding.name());
+            let mut response = http::Response::new(Body::new(StreamingBody::new(stream, encoding)));
+            let headers = response.headers_mut();
+            headers.insert(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/grpc"),
             );
+            if let Some(name) = name {
+                headers.insert("grpc-encoding", HeaderValue::from_static(name));
+            }
             response
         }
         Err(status) => status.into_http(),
@@ -80,94 +81,22 @@ fn with_accept_encoding(mut response: http::Response<Body>) -> http::Response<Bo
     response
 }
 
-/// The response body: frames of the responses, then the status as trailers.
-struct ResponseBody {
-    responses: EncodedStream,
-    /// Frames of the response being sent.
-    frames: VecDeque<Bytes>,
-    /// Trailers to send once the frames are out.
-    trailers: Option<HeaderMap>,
-    /// Set once the trailers are decided.
-    done: bool,
-}
-
-impl ResponseBody {
-    fn new(responses: EncodedStream) -> Self {
-        Self {
-            responses,
-            frames: VecDeque::new(),
-            trailers: None,
-            done: false,
+impl PreEncoded for EncodedResponse {
+    /// A record batch is a header, chunks of records (slices of the hub's blocks, the same
+    /// for every subscriber sent them) and a cursor; any other response is its own alone.
+    /// The chunks are told apart by their first byte, the records field's tag, which the
+    /// header and cursor fields do not start with.
+    fn into_segments(self) -> (Vec<Bytes>, Range<usize>) {
+        if self.records == 0 {
+            return (self.segments, 0..0);
         }
-    }
-
-    /// Splits a response into frames: small segments are copied together, long ones go as
-    /// they are.
-    fn push(&mut self, response: EncodedResponse) {
-        let mut staging = BytesMut::with_capacity(PREFIX + 128);
-        staging.put_u8(0);
-        staging.put_u32(u32::try_from(response.len()).unwrap_or(u32::MAX));
-        for segment in response.segments {
-            if segment.len() >= ZERO_COPY_MIN {
-                if !staging.is_empty() {
-                    self.frames.push_back(staging.split().freeze());
-                }
-                self.frames.push_back(segment);
-            } else {
-                staging.put_slice(&segment);
-            }
-        }
-        if !staging.is_empty() {
-            self.frames.push_back(staging.freeze());
-        }
-    }
-}
-
-/// Trailers that end the call with `status`.
-fn trailers(status: &Status) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    if status.add_header(&mut headers).is_err() {
-        // Only an unencodable message gets here; the code alone still says what happened.
-        headers.insert(Status::GRPC_STATUS, HeaderValue::from(status.code() as i32));
-    }
-    headers
-}
-
-impl HttpBody for ResponseBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let this = self.get_mut();
-        loop {
-            if let Some(frame) = this.frames.pop_front() {
-                return Poll::Ready(Some(Ok(Frame::data(frame))));
-            }
-            if let Some(trailers) = this.trailers.take() {
-                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
-            }
-            if this.done {
-                return Poll::Ready(None);
-            }
-            match ready!(this.responses.as_mut().poll_next(cx)) {
-                Some(Ok(response)) => this.push(response),
-                Some(Err(status)) => {
-                    this.trailers = Some(trailers(&status));
-                    this.done = true;
-                }
-                None => {
-                    this.trailers = Some(trailers(&Status::ok("")));
-                    this.done = true;
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done && self.frames.is_empty() && self.trailers.is_none()
+        let chunks = self
+            .segments
+            .iter()
+            .skip(1)
+            .take_while(|segment| segment.first() == Some(&RECORDS_TAG))
+            .count();
+        (self.segments, 1..1 + chunks)
     }
 }
 
@@ -176,32 +105,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn long_segments_go_as_they_are_and_short_ones_are_copied_together() {
-        let long = Bytes::from(vec![7u8; ZERO_COPY_MIN]);
-        let response = EncodedResponse {
-            segments: vec![
-                Bytes::from_static(b"head"),
-                long.clone(),
-                Bytes::from_static(b"mid"),
-                Bytes::from_static(b"cursor"),
-            ],
-            records: 1,
-            oldest: None,
-        };
-        let total = response.len();
-        let mut body = ResponseBody::new(Box::pin(futures::stream::empty()));
-        body.push(response);
-        let frames: Vec<Bytes> = body.frames.into_iter().collect();
-        assert_eq!(frames.len(), 3);
-        assert_eq!(
-            &frames[0][..],
-            &[&[0u8][..], &(total as u32).to_be_bytes(), b"head"].concat()[..]
-        );
-        assert_eq!(
-            frames[1].as_ptr(),
-            long.as_ptr(),
-            "the long segment is not copied"
-        );
-        assert_eq!(&frames[2][..], b"midcursor");
+    fn a_batch_shares_its_chunks_and_nothing_else() {
+        let chunk = |n: u8| Bytes::from(vec![RECORDS_TAG, 1, n]);
+        let batch =
+            EncodedResponse::record_batch("shard-1", vec![chunk(1), chunk(2)], 2, "c", None);
+        let (segments, shared) = batch.into_segments();
+        assert_eq!(shared, 1..3);
+        assert_eq!(&segments[1][..], &chunk(1)[..]);
+        assert_eq!(&segments[2][..], &chunk(2)[..]);
+        let heartbeat = EncodedResponse::from_message(&v1::SubscribeResponse::default());
+        assert!(heartbeat.into_segments().1.is_empty());
     }
 }

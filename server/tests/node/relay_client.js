@@ -40,18 +40,25 @@ client.ListStreams({}, { deadline: deadline() }, (err, listed) => {
     if (err) fail("DescribeStream", err);
     console.log(JSON.stringify({ shards: described.shards.length }));
     let received = 0;
+    let done = false;
     const call = client.Subscribe({ stream, earliest: {} }, { deadline: deadline() });
     call.on("data", (response) => {
-      if (response.event !== "records") return;
+      if (done || response.event !== "records") return;
       for (const record of response.records.records) {
         console.log(JSON.stringify({ shard: response.records.shard_id, data: record.data.toString() }));
         received += 1;
         if (received >= count) {
+          // Exit once stdout has taken every line: exiting at once can cut the last ones
+          // off a pipe. The cancel's CANCELLED error is then expected.
+          done = true;
           call.cancel();
-          process.exit(0);
+          process.stdout.write("", () => process.exit(0));
+          return;
         }
       }
     });
-    call.on("error", (err) => fail("Subscribe", err));
+    call.on("error", (err) => {
+      if (!done) fail("Subscribe", err);
+    });
   });
 });

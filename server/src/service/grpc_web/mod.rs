@@ -86,6 +86,9 @@ pub fn into_grpc(mut request: http::Request<Body>, mode: Mode) -> http::Request<
     // The text body's length changes once decoded; gRPC reads messages by their prefix.
     headers.remove(header::CONTENT_LENGTH);
     headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    // gRPC-Web responses stay uncompressed: browsers' clients do not all decode them, and
+    // the native call compresses only for a client that says it accepts an encoding.
+    headers.remove("grpc-accept-encoding");
     match mode {
         Mode::Binary => request,
         Mode::Text => request.map(|body| Body::new(TextRequestBody::new(body))),

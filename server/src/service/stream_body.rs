@@ -1,0 +1,259 @@
+//! A server-streaming gRPC response body for messages that are already encoded.
+//!
+//! It does what tonic's server body (`tonic::codec::EncodeBody`) does for a
+//! server-streaming call: each message as a length-prefixed gRPC message, optionally
+//! compressed with the encoding negotiated for the call, then the status as trailers.
+//! Where it departs from tonic, and why:
+//! - **Messages come encoded, as segments of bytes** ([`PreEncoded`]), not as messages to
+//!   encode: tonic encodes each message into a buffer of its own, which copies every record
+//!   once more per subscriber (docs/adr/0008-zero-copy-responses-from-encoded-blocks.md).
+//!   Segments of at least [`ZERO_COPY_MIN`] bytes go to HTTP/2 as frames of their own; the
+//!   shorter ones are copied together.
+//! - **Compression is shared across bodies**: tonic compresses each message of each call;
+//!   here the segments a message shares with others (slices of the hub's blocks) are
+//!   compressed once per encoding and cached ([`super::compress`]), and the message is put
+//!   together from compressed pieces. A message with no shared segments (heartbeats, shard
+//!   events, a few hundred bytes) goes uncompressed, with the compressed flag 0, as the
+//!   protocol allows within a compressed call.
+//! - **No encoding size limit** (tonic's `max_encoding_message_size`): messages are bounded
+//!   where they are made (a batch is at most 3 MiB, `subscription::batch`).
+//! - **No trailers-only answer**: a call that fails before its first message is answered
+//!   by the caller with the status in the headers before this body exists; once it exists,
+//!   an error ends it with the status in the trailers, as tonic's does.
+//! - **It never fails as a body** (`Error = Infallible`): an error of the message stream is
+//!   a status for the client, not a broken HTTP/2 stream.
+
+use std::{
+    collections::VecDeque,
+    convert::Infallible,
+    ops::Range,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::Stream;
+use http::{HeaderMap, HeaderValue};
+use http_body::{Body as HttpBody, Frame};
+use tonic::Status;
+
+use super::compress::{ResponseCompression, ResponseEncoding};
+
+/// Bytes of the gRPC message prefix: compression flag and big-endian length.
+const PREFIX: usize = 5;
+/// Segments at least this long go to HTTP/2 as their own frame instead of being copied:
+/// below it, a copy costs less than the extra write a frame of its own takes.
+pub const ZERO_COPY_MIN: usize = 16 << 10;
+
+/// A message already encoded.
+pub trait PreEncoded {
+    /// The segments whose concatenation is the message's encoding, and which of them are
+    /// shared with other messages (worth compressing once and keeping).
+    fn into_segments(self) -> (Vec<Bytes>, Range<usize>);
+}
+
+/// The compression of a call: the shared compressor and the encoding negotiated.
+pub type Compression = (Arc<ResponseCompression>, ResponseEncoding);
+
+/// The response body: the messages of `S` as gRPC messages, then the status as trailers.
+pub struct StreamingBody<S> {
+    messages: S,
+    /// `None`: messages go uncompressed.
+    compression: Option<Compression>,
+    /// Frames of the message being sent.
+    frames: VecDeque<Bytes>,
+    /// Trailers to send once the frames are out.
+    trailers: Option<HeaderMap>,
+    /// Set once the trailers are decided.
+    done: bool,
+}
+
+impl<S, M> StreamingBody<S>
+where
+    S: Stream<Item = Result<M, Status>> + Unpin,
+    M: PreEncoded,
+{
+    /// The body of `messages`, compressed as `compression` says.
+    pub fn new(messages: S, compression: Option<Compression>) -> Self {
+        Self {
+            messages,
+            compression,
+            frames: VecDeque::new(),
+            trailers: None,
+            done: false,
+        }
+    }
+
+    /// Queues the frames of `message`.
+    fn push(&mut self, message: M) {
+        let (segments, shared) = message.into_segments();
+        match &self.compression {
+            Some((compression, encoding)) if !shared.is_empty() => {
+                let compressed = compression.compress(*encoding, &segments, shared);
+                self.push_framed(1, compressed);
+            }
+            _ => self.push_framed(0, segments),
+        }
+    }
+
+    /// Queues a gRPC message of `segments`: small segments are copied together behind the
+    /// prefix, long ones go as they are.
+    fn push_framed(&mut self, flag: u8, segments: Vec<Bytes>) {
+        let len: usize = segments.iter().map(Bytes::len).sum();
+        let mut staging = BytesMut::with_capacity(PREFIX + 128);
+        staging.put_u8(flag);
+        staging.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+        for segment in segments {
+            if segment.len() >= ZERO_COPY_MIN {
+                if !staging.is_empty() {
+                    self.frames.push_back(staging.split().freeze());
+                }
+                self.frames.push_back(segment);
+            } else {
+                staging.put_slice(&segment);
+            }
+        }
+        if !staging.is_empty() {
+            self.frames.push_back(staging.freeze());
+        }
+    }
+}
+
+/// Trailers that end the call with `status`.
+fn trailers(status: &Status) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if status.add_header(&mut headers).is_err() {
+        // Only an unencodable message gets here; the code alone still says what happened.
+        headers.insert(Status::GRPC_STATUS, HeaderValue::from(status.code() as i32));
+    }
+    headers
+}
+
+impl<S, M> HttpBody for StreamingBody<S>
+where
+    S: Stream<Item = Result<M, Status>> + Unpin,
+    M: PreEncoded,
+{
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(frame) = this.frames.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(frame))));
+            }
+            if let Some(trailers) = this.trailers.take() {
+                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match ready!(Pin::new(&mut this.messages).poll_next(cx)) {
+                Some(Ok(message)) => this.push(message),
+                Some(Err(status)) => {
+                    this.trailers = Some(trailers(&status));
+                    this.done = true;
+                }
+                None => {
+                    this.trailers = Some(trailers(&Status::ok("")));
+                    this.done = true;
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.frames.is_empty() && self.trailers.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    /// A test message: segments, the middle ones shared.
+    struct Parts(Vec<Bytes>);
+
+    impl PreEncoded for Parts {
+        fn into_segments(self) -> (Vec<Bytes>, Range<usize>) {
+            let shared = 1..self.0.len().saturating_sub(1).max(1);
+            (self.0, shared)
+        }
+    }
+
+    fn body(
+        messages: Vec<Result<Parts, Status>>,
+        compression: Option<Compression>,
+    ) -> StreamingBody<futures::stream::Iter<std::vec::IntoIter<Result<Parts, Status>>>> {
+        StreamingBody::new(futures::stream::iter(messages), compression)
+    }
+
+    #[test]
+    fn long_segments_go_as_they_are_and_short_ones_are_copied_together() {
+        let long = Bytes::from(vec![7u8; ZERO_COPY_MIN]);
+        let parts = vec![
+            Bytes::from_static(b"head"),
+            long.clone(),
+            Bytes::from_static(b"mid"),
+            Bytes::from_static(b"cursor"),
+        ];
+        let total: usize = parts.iter().map(Bytes::len).sum();
+        let mut body = body(vec![], None);
+        body.push(Parts(parts));
+        let frames: Vec<Bytes> = body.frames.into_iter().collect();
+        assert_eq!(frames.len(), 3);
+        assert_eq!(
+            &frames[0][..],
+            &[&[0u8][..], &(total as u32).to_be_bytes(), b"head"].concat()[..]
+        );
+        assert_eq!(
+            frames[1].as_ptr(),
+            long.as_ptr(),
+            "the long segment is not copied"
+        );
+        assert_eq!(&frames[2][..], b"midcursor");
+    }
+
+    #[tokio::test]
+    async fn compressed_messages_are_flagged_and_the_status_ends_the_body() {
+        let compression = Some((
+            Arc::new(ResponseCompression::new(3)),
+            ResponseEncoding::Gzip,
+        ));
+        let records = Bytes::from(b"{\"n\":1}".repeat(5000));
+        let messages = vec![
+            Ok(Parts(vec![
+                Bytes::from_static(b"h"),
+                records.clone(),
+                Bytes::from_static(b"c"),
+            ])),
+            // Nothing shared: not worth compressing.
+            Ok(Parts(vec![Bytes::from_static(b"heartbeat")])),
+            Err(Status::out_of_range("gone")),
+        ];
+        let collected = body(messages, compression).collect().await.unwrap();
+        let trailers = collected.trailers().cloned().unwrap();
+        assert_eq!(trailers.get("grpc-status").unwrap(), "11");
+        let data = collected.to_bytes();
+        assert_eq!(data[0], 1, "the batch is flagged compressed");
+        let len = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
+        assert!(len < records.len() / 10, "{len}");
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(&data[5..5 + len])
+            .read_to_end(&mut decoded)
+            .unwrap();
+        assert_eq!(decoded, [&b"h"[..], &records, b"c"].concat());
+        let rest = &data[5 + len..];
+        assert_eq!(rest[0], 0, "the heartbeat goes uncompressed");
+        assert_eq!(&rest[5..], b"heartbeat");
+    }
+}
