@@ -7,6 +7,8 @@
 //! - [`hub`]: what the relay holds of each stream: one ring of encoded records per shard.
 //! - [`catchup`]: records older than the rings, read from Kinesis with GetRecords.
 //! - [`subscription`]: one subscriber's positions, filter and lag policy over the hub.
+//! - [`wire`]: how responses are encoded: every hand-written field tag, records encoded
+//!   once into blocks, `SubscribeResponse` bytes assembled from them.
 //! - [`service`]: the gRPC `Relay` service, health and reflection.
 //! - [`metrics`] and [`admin`]: Prometheus metrics and the admin listener that serves them.
 //! - [`connections`]: the gRPC listener's connections: limits, deadlines, shutdown grace.
@@ -33,6 +35,7 @@ pub mod security;
 pub mod service;
 pub mod subscription;
 pub mod web;
+pub mod wire;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 

@@ -1,26 +1,19 @@
-//! Records as the hub holds them: encoded to protobuf once, when they enter.
+//! Records as the hub holds them: encoded to protobuf once, when they enter (the encoding
+//! itself is `crate::wire::records`).
 
 use std::{
     sync::Arc,
     time::{Instant, SystemTime},
 };
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kinesis_relay_api::{cursor::Position, sequence::SequenceNumber, v1};
-use prost::Message;
+
+use crate::wire::records::encode_blocks;
 
 /// What an entry costs beyond its data: the struct in the ring's deque, three shared
 /// allocations' headers and allocator rounding (measured by the benchmark: about 230 bytes).
 const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 160;
-
-/// Most bytes of records encoded into one block. A response in flight to a subscriber holds
-/// slices of blocks, which keep whole blocks alive after the ring has let them go: small
-/// blocks bound that to a few hundred KiB per stalled subscriber, and still let a 64 KiB
-/// batch go out as one or two slices.
-const BLOCK_BYTES: usize = 128 << 10;
-
-/// Tag of `RecordBatch.records` (field 2, length-delimited).
-const RECORD_BATCH_RECORDS_TAG: u8 = (2 << 3) | 2;
 
 /// A record read from Kinesis, after KPL aggregates are unpacked.
 #[derive(Debug, Clone)]
@@ -70,14 +63,13 @@ impl Entry {
             .expect("one record in, one entry out")
     }
 
-    /// Encodes records that arrived together once, back to back in blocks of at most
-    /// [`BLOCK_BYTES`] (or one record), so that a batch of consecutive ones can go out as one
+    /// Encodes records that arrived together once, back to back in blocks (see
+    /// [`crate::wire::records`]), so that a batch of consecutive ones can go out as one
     /// slice of a block.
     pub fn encode_all(records: Vec<RelayRecord>) -> Vec<Self> {
         let received = Instant::now();
         // What the entry keeps, and the message its bytes encode.
-        type Kept = (SequenceNumber, Option<u64>, String, SystemTime);
-        let messages: Vec<(Kept, v1::Record)> = records
+        let (kept, messages): (Vec<_>, Vec<_>) = records
             .into_iter()
             .map(|record| {
                 let message = v1::Record {
@@ -96,39 +88,18 @@ impl Entry {
                 );
                 (kept, message)
             })
-            .collect();
-        let field_len = |message: &v1::Record| {
-            let len = message.encoded_len();
-            1 + prost::length_delimiter_len(len) + len
-        };
-        let mut entries = Vec::with_capacity(messages.len());
-        let mut messages = messages.into_iter().peekable();
-        while messages.peek().is_some() {
-            // One block: records up to BLOCK_BYTES (at least one).
-            let mut group = Vec::new();
-            let mut total = 0;
-            while let Some((_, message)) = messages.peek() {
-                let len = field_len(message);
-                if !group.is_empty() && total + len > BLOCK_BYTES {
-                    break;
-                }
-                total += len;
-                group.extend(messages.next());
-            }
-            let mut buf = BytesMut::with_capacity(total);
-            let mut ranges = Vec::with_capacity(group.len());
-            for (_, message) in &group {
-                let start = buf.len();
-                buf.put_u8(RECORD_BATCH_RECORDS_TAG);
-                // Writing into a BytesMut cannot fail: it grows as needed.
-                message
-                    .encode_length_delimited(&mut buf)
-                    .expect("BytesMut grows as needed");
-                ranges.push(start..buf.len());
-            }
-            let block = buf.freeze();
-            entries.extend(group.into_iter().zip(ranges).map(
-                |(((sequence, sub_sequence, key, arrival), _), range)| Self {
+            .unzip();
+        let fields = encode_blocks(&messages).into_iter().flat_map(|block| {
+            let bytes = block.bytes;
+            block
+                .fields
+                .into_iter()
+                .map(move |range| (bytes.clone(), range))
+        });
+        kept.into_iter()
+            .zip(fields)
+            .map(
+                |((sequence, sub_sequence, key, arrival), (block, range))| Self {
                     sequence,
                     sub_sequence,
                     partition_key: Arc::from(key),
@@ -136,11 +107,10 @@ impl Entry {
                     received,
                     offset: range.start,
                     encoded: block.slice(range),
-                    block: block.clone(),
+                    block,
                 },
-            ));
-        }
-        entries
+            )
+            .collect()
     }
 
     /// Whether `other` was encoded in the same block as this entry.
@@ -226,7 +196,12 @@ mod tests {
             .map(|entry| entry.block.len())
             .collect();
         assert_eq!(blocks.len(), 2, "{blocks:?}");
-        assert!(blocks.iter().all(|&len| len <= BLOCK_BYTES), "{blocks:?}");
+        assert!(
+            blocks
+                .iter()
+                .all(|&len| len <= crate::wire::records::BLOCK_BYTES),
+            "{blocks:?}"
+        );
         // A record larger than a block gets a block of its own.
         let large = Entry::encode_all(vec![record(1, 10), record(2, 300_000), record(3, 10)]);
         assert!(!large[0].adjoins_block(&large[1]));
@@ -236,6 +211,9 @@ mod tests {
 
     #[test]
     fn encoded_entry_is_a_record_batch_field() {
+        use bytes::BytesMut;
+        use prost::Message;
+
         let entry = Entry::encode(RelayRecord {
             partition_key: "k".into(),
             data: Bytes::from_static(b"hello"),

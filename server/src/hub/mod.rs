@@ -100,9 +100,8 @@ impl StreamHub {
         StreamView::new(self.read())
     }
 
-    /// The state itself, for the hub's own tests and for the callers not yet moved to
-    /// [`StreamHub::view`] (ingest's upstream relay and the integration tests' helpers);
-    /// new code reads through the view.
+    /// The state itself, for the hub's own tests and for the integration tests' helpers
+    /// not yet moved to [`StreamHub::view`]; everything else reads through the view.
     pub fn read(&self) -> RwLockReadGuard<'_, StreamState> {
         self.state
             .read()

@@ -18,7 +18,6 @@ use tokio::{
 use tonic::{Code, Status};
 use tracing::{debug, info};
 
-use super::encode::EncodedResponse;
 use crate::{
     catchup::turns::Turns,
     connections::{ConnectionFate, limits::CloseReason},
@@ -26,6 +25,7 @@ use crate::{
     log_budget::LogBudget,
     security::limits::Ticket,
     subscription::{Stop, Subscription},
+    wire::EncodedResponse,
 };
 
 /// One subscription's source of responses.

@@ -19,7 +19,6 @@ use tonic::{Code, Request, Response, Status};
 use tracing::info;
 
 use super::{
-    encode::EncodedResponse,
     feed::{Feed, Log},
     validate,
 };
@@ -33,6 +32,7 @@ use crate::{
         limits::{Admission, SubscriberLimits},
     },
     subscription::{LagPolicy, OpenError, Subscription, oldest_cursor, timestamp},
+    wire::EncodedResponse,
 };
 
 /// Settings of the serving side.

@@ -8,7 +8,7 @@ use super::{LagPolicy, Source, Stop, Subscription, format_time, sequence_text};
 use crate::{
     catchup::From,
     hub::{ShardView, StreamHub},
-    service::encode::EncodedResponse,
+    wire::EncodedResponse,
 };
 
 impl Subscription {

@@ -56,11 +56,9 @@ impl Subscription {
         }))
     }
 
+    /// An event with the current cursor, encoded.
     pub(super) fn event(&self, event: v1::subscribe_response::Event) -> EncodedResponse {
-        EncodedResponse::from_message(&v1::SubscribeResponse {
-            event: Some(event),
-            cursor: self.encoded_cursor(),
-        })
+        EncodedResponse::event(event, self.encoded_cursor())
     }
 
     /// Moves a subscriber that fell below shard's oldest record on to it (SKIP) and returns

@@ -4,8 +4,9 @@
 //! A [`Subscription`] is plain state driven by [`Subscription::poll`]: it reads what is new
 //! since its positions, from the hub's ring or, for positions older than the ring, from a
 //! catch-up reader (see `crate::catchup`) until it can join the ring at the next record;
-//! applies the lag policy; and turns what it read into encoded responses. The gRPC task
-//! around it only waits for changes and writes.
+//! applies the lag policy; and says what to send: the runs of encoded records it read and
+//! the events, which `crate::wire` encodes. The gRPC task around it only waits for changes
+//! and writes.
 //!
 //! # Layout
 //! - `mod.rs`: positions and polling.
@@ -40,7 +41,7 @@ pub use self::spec::{KeyFilter, LagPolicy, OpenError, Start, Stop, SubscriptionS
 use crate::{
     catchup::{CatchUp, From, window::Attached},
     hub::{SeekTo, ShardView, StreamHub, StreamView, ring::Seek},
-    service::encode::EncodedResponse,
+    wire::EncodedResponse,
 };
 
 /// Where a subscriber reads a shard from.

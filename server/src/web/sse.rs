@@ -29,7 +29,7 @@ use kinesis_relay_api::{
 use tonic::{Status, body::Body};
 
 use super::{ApiError, json};
-use crate::service::{encode::EncodedResponse, relay::EncodedStream};
+use crate::{service::relay::EncodedStream, wire::EncodedResponse};
 
 /// The 200 answer streaming `first` (if the subscription already yielded it) and the rest
 /// of `responses` as events.
