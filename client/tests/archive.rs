@@ -67,12 +67,15 @@ async fn killed_mid_file_and_restarted_the_archive_holds_every_record_once() {
         setup.put("client-archive", &records).await;
         expected.extend(records);
     }
-    eventually("two complete files", || listing(dir.path()).0.len() >= 2).await;
+    eventually("two complete files", || async {
+        listing(dir.path()).0.len() >= 2
+    })
+    .await;
     // A small batch that stays in the unfinished file, then the crash.
     let small = numbered("small", 2, 1);
     setup.put("client-archive", &small).await;
     expected.extend(small);
-    eventually("the small batch in a partial file", || {
+    eventually("the small batch in a partial file", || async {
         let (_, partial) = listing(dir.path());
         records_in(&partial).contains_key("small-1")
     })
@@ -86,7 +89,7 @@ async fn killed_mid_file_and_restarted_the_archive_holds_every_record_once() {
     let records = numbered("after", 30, 5);
     setup.put("client-archive", &records).await;
     expected.extend(records);
-    eventually("every record archived", || {
+    eventually("every record archived", || async {
         let (complete, partial) = listing(dir.path());
         let held = records_in(&[complete, partial].concat());
         expected

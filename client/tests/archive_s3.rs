@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{DEADLINE, Setup, eventually_async, finish, numbered, run, signal};
+use common::{DEADLINE, Setup, eventually, finish, numbered, run, signal};
 use futures::TryStreamExt;
 use kinesis_relay_client::archive::manifest::Manifest;
 use object_store::{ObjectStore, ObjectStoreExt, aws::AmazonS3Builder, path::Path};
@@ -224,7 +224,7 @@ fn with_s3_env(command: &mut Command, endpoint: &str) {
 /// [`DEADLINE`].
 macro_rules! wait_for {
     ($what:expr, $check:expr) => {
-        eventually_async($what, || async { $check }).await
+        eventually($what, || async { $check }).await
     };
 }
 

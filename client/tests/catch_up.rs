@@ -38,7 +38,7 @@ fn texts(records: &[(String, Vec<u8>)]) -> Vec<String> {
 async fn wait_overrun(relay: &RunningRelay, end: u64, dropped: u64) {
     eventually(
         "the ring to drop the records the subscriber has not read",
-        || {
+        || async {
             relay.hubs[0]
                 .read()
                 .shards
@@ -123,7 +123,7 @@ async fn start_downstream(config: RelayConfig) -> RunningRelay {
     let relay = kinesis_relay::start(config, client_for("http://127.0.0.1:9"))
         .await
         .expect("downstream relay starts");
-    eventually("the downstream relay to follow the upstream", || {
+    eventually("the downstream relay to follow the upstream", || async {
         let state = relay.hubs[0].read();
         !state.shards.is_empty()
             && state

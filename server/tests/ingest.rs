@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{proxy::Proxy, *};
+use common::*;
 use kinesis_emulator::EndMode;
 use kinesis_relay::{embedded::client_for, ingest::InitialPosition};
 use kinesis_relay_api::{

@@ -7,7 +7,6 @@ mod common;
 
 use std::{sync::atomic::Ordering, time::Duration};
 
-use aws_sdk_kinesis::types::StreamStatus;
 use common::*;
 use kinesis_relay::{RelayConfig, embedded::client_for, hub::RingLimits};
 use kinesis_relay_api::v1::{
@@ -15,37 +14,7 @@ use kinesis_relay_api::v1::{
 };
 
 fn kinesis_local_url() -> Option<String> {
-    let url = std::env::var("KINESIS_LOCAL_URL").ok();
-    require_tool("kinesis-local (KINESIS_LOCAL_URL)", url.is_some()).then(|| url.unwrap())
-}
-
-/// Creates `stream` with `shards` shards on kinesis-local and waits until it is ACTIVE.
-async fn create_stream(kinesis: &aws_sdk_kinesis::Client, stream: &str, shards: i32) {
-    kinesis
-        .create_stream()
-        .stream_name(stream)
-        .shard_count(shards)
-        .send()
-        .await
-        .expect("CreateStream on kinesis-local");
-    eventually("the stream to become ACTIVE", || {
-        let kinesis = kinesis.clone();
-        let stream = stream.to_owned();
-        async move {
-            kinesis
-                .describe_stream_summary()
-                .stream_name(&stream)
-                .send()
-                .await
-                .ok()
-                .and_then(|o| {
-                    o.stream_description_summary()
-                        .map(|s| s.stream_status().clone())
-                })
-                == Some(StreamStatus::Active)
-        }
-    })
-    .await;
+    peer_url("KINESIS_LOCAL_URL")
 }
 
 /// Relay settings for `stream` on kinesis-local, with a consumer of the test's own.

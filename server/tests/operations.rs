@@ -5,7 +5,7 @@ mod common;
 
 use std::{collections::BTreeSet, time::Duration};
 
-use common::{proxy::Proxy, *};
+use common::*;
 use kinesis_relay::{
     AdminSettings, RelayConfig, embedded::client_for, ingest::upstream_relay::UpstreamRelay,
 };

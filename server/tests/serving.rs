@@ -55,7 +55,7 @@ async fn subscribers_with_different_filters_and_starts_get_exactly_their_records
     let kinesis = client_for(&emulator.endpoint_url());
     let first = numbered("first", 200, 16);
     put(&kinesis, "filters", &first).await;
-    wait_held(&relay, 200).await;
+    wait_held(&relay, "filters", 200).await;
     let between = SystemTime::now();
     eventually("the clock to move past the first batch", || async {
         SystemTime::now() > between
@@ -530,7 +530,7 @@ async fn shutdown_ends_streams_with_unavailable_and_a_cursor_that_resumes_on_ano
     )
     .await;
     let first = receive(&mut stream, 50).await;
-    wait_held(&relay_b, 300).await;
+    wait_held(&relay_b, "handover", 300).await;
     relay_a.shutdown().await.unwrap();
     // Drain what was in flight; the stream ends with UNAVAILABLE and a cursor.
     let mut in_flight = first.records.clone();
@@ -673,7 +673,7 @@ async fn records_age_out_of_an_idle_stream() {
     wait_active(&second).await;
     let kinesis = client_for(&emulator.endpoint_url());
     put(&kinesis, "aging", &numbered("aging", 20, 2)).await;
-    wait_held(&second, 20).await;
+    wait_held(&second, "aging", 20).await;
     eventually(
         "the idle ring to drop records older than its age limit",
         || async {

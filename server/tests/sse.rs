@@ -622,7 +622,7 @@ async fn curl_reads_every_record_once_across_a_reconnect_with_last_event_id() {
     let kinesis = client_for(&emulator.endpoint_url());
     let written = numbered("curl", 30, 5);
     put(&kinesis, stream, &written).await;
-    wait_held(&relay, written.len()).await;
+    wait_held(&relay, stream, written.len()).await;
     let url = format!(
         "http://{}/v1/streams/{stream}/records?start=earliest",
         relay.local_addr
@@ -677,7 +677,7 @@ async fn a_python_sse_client_reads_every_record_once_across_a_reconnect() {
     let kinesis = client_for(&emulator.endpoint_url());
     let written = numbered("python", 40, 5);
     put(&kinesis, stream, &written).await;
-    wait_held(&relay, written.len()).await;
+    wait_held(&relay, stream, written.len()).await;
     let url = format!(
         "http://{}/v1/streams/{stream}/records?start=earliest",
         relay.local_addr

@@ -1,30 +1,19 @@
-//! Test scaffolding: a real emulator and relay in-process, the real client binary as a child
-//! process, and waits on conditions with deadlines.
+//! Scaffolding of the client's tests: an emulator and a relay in-process (from
+//! `kinesis-relay-test-support`, with the waits and process helpers), and the real client
+//! binary as a child process.
 
-#![allow(dead_code)]
+// Each test binary uses part of this module, and of what it re-exports.
+#![allow(dead_code, unused_imports)]
 
-use std::{
-    net::SocketAddr,
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, process::Stdio, time::Duration};
 
-use aws_sdk_kinesis::{primitives::Blob, types::PutRecordsRequestEntry};
 use kinesis_emulator::Emulator;
-use kinesis_relay::{
-    RelayConfig, RunningRelay,
-    embedded::client_for,
-    hub::RingLimits,
-    ingest::{IngestSettings, InitialPosition},
-    service::{ServeSettings, TransportSettings},
-};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader, Lines},
-    process::{Child, ChildStdout, Command},
-};
+use kinesis_relay::{RelayConfig, RunningRelay, embedded::client_for, hub::RingLimits};
+use tokio::process::Command;
 
-/// Upper bound for any wait in a test.
-pub const DEADLINE: Duration = Duration::from_secs(60);
+pub use kinesis_relay_test_support::{
+    DEADLINE, eventually, finish, lines, numbered, read_lines, run, signal, wait_active,
+};
 
 /// The client binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_kinesis-relay-client");
@@ -46,43 +35,18 @@ impl Setup {
 
     /// [`Setup::start`] with ring limits.
     pub async fn start_with(streams: &[(&str, u32)], rings: RingLimits) -> Self {
-        let mut builder = Emulator::builder()
-            .consumer_activation_delay(Duration::from_millis(100))
-            .idle_event_interval(Duration::from_millis(500))
-            .takeover_window(Duration::from_secs(1));
+        let mut builder = kinesis_relay_test_support::fast_emulator();
         for (name, shards) in streams {
             builder = builder.stream(*name, *shards);
         }
         let emulator = builder.start().await.expect("emulator starts");
         let kinesis = client_for(&emulator.endpoint_url());
-        let config = RelayConfig {
-            streams: streams.iter().map(|(name, _)| name.to_string()).collect(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ingest: IngestSettings {
-                consumer_name: "client-test".into(),
-                // A restarted relay (no state dir) re-reads the stream from the start, so
-                // it holds what a resuming client asks for.
-                initial_position: InitialPosition::TrimHorizon,
-                checkpoint_interval: Duration::from_millis(200),
-                watchdog: Duration::from_secs(3),
-                list_shards_interval: Duration::from_secs(1),
-                consumer_deadline: Duration::from_secs(20),
-                backoff_base: Duration::from_millis(50),
-                backoff_cap: Duration::from_millis(500),
-                takeover_wait: Duration::from_millis(1100),
-                min_subscribe_interval: Duration::from_millis(100),
-                ..IngestSettings::default()
-            },
-            rings,
-            catch_up: Default::default(),
-            serve: ServeSettings {
-                heartbeat_interval: Duration::from_millis(300),
-                ..ServeSettings::default()
-            },
-            transport: TransportSettings::default(),
-            security: Default::default(),
-            admin: Default::default(),
-        };
+        let names: Vec<&str> = streams.iter().map(|(name, _)| *name).collect();
+        let mut config = kinesis_relay_test_support::fast_config(&names);
+        config.ingest.consumer_name = "client-test".into();
+        config.rings = rings;
+        config.catch_up = Default::default();
+        config.serve.heartbeat_interval = Duration::from_millis(300);
         let mut setup = Self {
             emulator,
             relay: None,
@@ -99,7 +63,7 @@ impl Setup {
             .await
             .expect("relay starts");
         self.config.listen = relay.local_addr;
-        wait_reading(&relay).await;
+        wait_active(&relay).await;
         self.relay = Some(relay);
     }
 
@@ -125,55 +89,13 @@ impl Setup {
 
     /// Writes records (key, data) and returns their sequence numbers.
     pub async fn put(&self, stream: &str, records: &[(String, Vec<u8>)]) -> Vec<String> {
-        let mut sequences = Vec::new();
-        for chunk in records.chunks(500) {
-            let entries = chunk
-                .iter()
-                .map(|(key, data)| {
-                    PutRecordsRequestEntry::builder()
-                        .partition_key(key)
-                        .data(Blob::new(data.clone()))
-                        .build()
-                        .unwrap()
-                })
-                .collect();
-            let output = self
-                .kinesis
-                .put_records()
-                .stream_name(stream)
-                .set_records(Some(entries))
-                .send()
-                .await
-                .expect("PutRecords");
-            assert_eq!(output.failed_record_count(), Some(0));
-            sequences.extend(
-                output
-                    .records()
-                    .iter()
-                    .map(|r| r.sequence_number().unwrap_or_default().to_owned()),
-            );
-        }
-        sequences
+        kinesis_relay_test_support::put(&self.kinesis, stream, records).await
     }
 
     /// Waits until the relay holds `n` records of `stream`.
     pub async fn wait_held(&self, stream: &str, n: usize) {
         let relay = self.relay.as_ref().expect("relay running");
-        let hub = relay
-            .hubs
-            .iter()
-            .find(|hub| hub.name() == stream)
-            .expect("stream served");
-        eventually(&format!("the relay to hold {n} records"), || {
-            let state = hub.read();
-            state
-                .shards
-                .values()
-                .map(|slot| slot.ring.len())
-                .sum::<usize>()
-                >= n
-        })
-        .await;
+        kinesis_relay_test_support::wait_held(relay, stream, n).await;
     }
 
     pub async fn shutdown(mut self) {
@@ -198,127 +120,4 @@ pub fn client(url: &str, args: &[&str]) -> Command {
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     command
-}
-
-/// What a finished client run produced.
-#[derive(Debug)]
-pub struct Run {
-    pub code: i32,
-    pub stdout: Vec<u8>,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn lines(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-/// Runs a command to completion within [`DEADLINE`].
-pub async fn run(mut command: Command) -> Run {
-    let output = tokio::time::timeout(DEADLINE, command.output())
-        .await
-        .expect("the client finishes in time")
-        .expect("the client runs");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: output.stdout,
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-/// Reads lines of a running client's stdout.
-pub fn lines(child: &mut Child) -> Lines<BufReader<ChildStdout>> {
-    BufReader::new(child.stdout.take().expect("stdout piped")).lines()
-}
-
-/// Reads `n` lines within [`DEADLINE`].
-pub async fn read_lines(lines: &mut Lines<BufReader<ChildStdout>>, n: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    let start = Instant::now();
-    while out.len() < n {
-        let left = DEADLINE.saturating_sub(start.elapsed());
-        match tokio::time::timeout(left, lines.next_line()).await {
-            Ok(Ok(Some(line))) => out.push(line),
-            other => panic!("got {} of {n} lines, then {other:?}", out.len()),
-        }
-    }
-    out
-}
-
-/// Waits for a child to exit within [`DEADLINE`] and returns its code and stderr.
-pub async fn finish(mut child: Child) -> (i32, String) {
-    let status = tokio::time::timeout(DEADLINE, child.wait())
-        .await
-        .expect("the client exits in time")
-        .expect("wait");
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        use tokio::io::AsyncReadExt;
-        let _ = pipe.read_to_string(&mut stderr).await;
-    }
-    (status.code().unwrap_or(-1), stderr)
-}
-
-/// Sends a signal to a child with the `kill` command (no unsafe code in tests).
-pub async fn signal(child: &Child, name: &str) {
-    let pid = child.id().expect("child running");
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
-        .status()
-        .await
-        .expect("kill runs");
-    assert!(status.success());
-}
-
-/// Waits until `check` holds, polling, or panics after [`DEADLINE`].
-pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// [`eventually`] with an async check.
-pub async fn eventually_async<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Waits until every shard of every stream has a live subscription.
-async fn wait_reading(relay: &RunningRelay) {
-    for hub in &relay.hubs {
-        eventually("the relay to read every shard", || {
-            let state = hub.read();
-            !state.shards.is_empty()
-                && state.shards.values().all(|slot| {
-                    slot.finished() || slot.state == kinesis_relay::hub::ReaderState::Reading
-                })
-        })
-        .await;
-    }
-}
-
-/// `n` records `prefix-i` with keys `key-(i % keys)`.
-pub fn numbered(prefix: &str, n: usize, keys: usize) -> Vec<(String, Vec<u8>)> {
-    (0..n)
-        .map(|i| {
-            (
-                format!("key-{}", i % keys),
-                format!("{prefix}-{i}").into_bytes(),
-            )
-        })
-        .collect()
 }

@@ -1,8 +1,11 @@
-//! Helpers shared by the integration tests: SDK clients, consumers, subscriptions.
-#![allow(dead_code)]
+//! Scaffolding of the emulator's tests: the shared pieces from `kinesis-relay-test-support`
+//! (SDK configuration, PutRecords, the deadline), SDK clients over HTTP/1.1 and TLS,
+//! consumers and subscriptions.
+// Each test binary uses part of this module, and of what it re-exports.
+#![allow(dead_code, unused_imports)]
 
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::config::{Credentials, Region, retry::RetryConfig};
+use aws_sdk_kinesis::config::retry::RetryConfig;
 use aws_sdk_kinesis::types::{
     ConsumerStatus, ShardIteratorType, StartingPosition, SubscribeToShardEvent,
     SubscribeToShardEventStream,
@@ -12,21 +15,15 @@ use kinesis_emulator::Emulator;
 use std::time::Duration;
 use tokio::time::{Instant, timeout};
 
+pub use kinesis_relay_test_support::DEADLINE;
+
 pub type EventReceiver = aws_sdk_kinesis::primitives::event_stream::EventReceiver<
     SubscribeToShardEventStream,
     aws_sdk_kinesis::types::error::SubscribeToShardEventStreamError,
 >;
 
-/// How long any single wait in the tests may take.
-pub const DEADLINE: Duration = Duration::from_secs(20);
-
 fn config(emu: &Emulator) -> aws_sdk_kinesis::config::Builder {
-    aws_sdk_kinesis::Config::builder()
-        .endpoint_url(emu.endpoint_url())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .retry_config(RetryConfig::disabled())
-        .behavior_version_latest()
+    kinesis_relay_test_support::config(&emu.endpoint_url()).retry_config(RetryConfig::disabled())
 }
 
 /// An SDK client over plain HTTP/1.1, retries off so that injected errors surface.
@@ -118,32 +115,8 @@ pub async fn next_event(events: &mut EventReceiver) -> SubscribeToShardEvent {
 
 /// Puts `count` records of `data_len` bytes with PutRecords; returns their sequence numbers.
 pub async fn put_many(client: &Client, stream: &str, count: usize, data_len: usize) -> Vec<String> {
-    use aws_sdk_kinesis::primitives::Blob;
-    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-    let mut seqs = Vec::new();
-    for chunk_start in (0..count).step_by(500) {
-        let entries = (chunk_start..count.min(chunk_start + 500))
-            .map(|i| {
-                PutRecordsRequestEntry::builder()
-                    .partition_key(format!("key-{i}"))
-                    .data(Blob::new(vec![b'x'; data_len]))
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        let out = client
-            .put_records()
-            .stream_name(stream)
-            .set_records(Some(entries))
-            .send()
-            .await
-            .expect("put records");
-        assert_eq!(out.failed_record_count(), Some(0));
-        seqs.extend(
-            out.records()
-                .iter()
-                .map(|r| r.sequence_number().unwrap().to_owned()),
-        );
-    }
-    seqs
+    let records: Vec<(String, Vec<u8>)> = (0..count)
+        .map(|i| (format!("key-{i}"), vec![b'x'; data_len]))
+        .collect();
+    kinesis_relay_test_support::put(client, stream, &records).await
 }

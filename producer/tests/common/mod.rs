@@ -1,84 +1,27 @@
-//! Helpers shared by the integration tests: a Kinesis client for the upstream under test,
-//! stream creation, reading a whole stream back, running the real binary.
+//! Scaffolding of the producer's tests: the shared pieces from `kinesis-relay-test-support`
+//! (Kinesis clients, stream creation, waits), reading a whole stream back, and running the
+//! real binary.
 
-#![allow(dead_code)]
+// Each test binary uses part of this module, and of what it re-exports.
+#![allow(dead_code, unused_imports)]
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
+use aws_sdk_kinesis::types::ShardIteratorType;
 
-/// The kinesis-local URL from KINESIS_LOCAL_URL. Under CI the variable must be set (the
-/// suite fails rather than silently skipping); locally a missing variable skips the test.
+pub use kinesis_relay_test_support::{client, create_stream};
+
+/// The kinesis-local URL from KINESIS_LOCAL_URL (`scripts/test` starts it); `None` when a
+/// test must skip (locally; under CI a missing variable fails the test).
 pub fn kinesis_local_url() -> Option<String> {
-    match std::env::var("KINESIS_LOCAL_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!(
-                    "CI=true but KINESIS_LOCAL_URL is not set: .ci/run must start kinesis-local"
-                );
-            }
-            eprintln!(
-                "skipping: KINESIS_LOCAL_URL not set (producer/tests/start-kinesis-local.sh PORT)"
-            );
-            None
-        }
-    }
-}
-
-/// A client for `endpoint` with dummy credentials.
-pub fn client(endpoint: &str) -> Client {
-    let config = aws_sdk_kinesis::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-        .build();
-    Client::from_conf(config)
+    kinesis_relay_test_support::peer_url("KINESIS_LOCAL_URL")
 }
 
 /// A stream name unique to this test process and `tag`.
 pub fn stream_name(tag: &str) -> String {
-    format!(
-        "producer-{tag}-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    )
-}
-
-/// Creates `name` with `shards` shards and waits until it is ACTIVE.
-pub async fn create_stream(client: &Client, name: &str, shards: i32) {
-    client
-        .create_stream()
-        .stream_name(name)
-        .shard_count(shards)
-        .send()
-        .await
-        .expect("CreateStream");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let summary = client
-            .describe_stream_summary()
-            .stream_name(name)
-            .send()
-            .await
-            .expect("DescribeStreamSummary");
-        let status = summary
-            .stream_description_summary()
-            .map(|d| d.stream_status().clone());
-        if status == Some(StreamStatus::Active) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "stream {name} not ACTIVE within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    kinesis_relay_test_support::unique_name(&format!("producer-{tag}"))
 }
 
 /// A record read back.
@@ -159,21 +102,9 @@ pub async fn read_all(client: &Client, stream: &str, expected: usize) -> Vec<Rea
 
 /// Runs the producer binary against `endpoint` with `args`, feeding `stdin`.
 pub fn run_producer(endpoint: &str, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = producer_command(endpoint)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start kinesis-producer");
-    let mut input = child.stdin.take().expect("stdin");
-    let data = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let output = child.wait_with_output().expect("wait for kinesis-producer");
-    writer.join().expect("stdin writer");
-    output
+    let mut command = producer_command(endpoint);
+    command.args(args);
+    kinesis_relay_test_support::run_with_input(command, stdin)
 }
 
 /// The producer command with a clean AWS environment pointing at `endpoint`.
