@@ -9,7 +9,7 @@ use crate::{
     catchup,
     cell::{self, CellSpec},
     loopback, plot, report, serve, soak,
-    systems::{Placement, System},
+    systems::{Placement, SubscriberCompression, System},
 };
 
 /// The relay side by side with Redis pub/sub and NATS core: saturation throughput, latency
@@ -35,6 +35,14 @@ pub struct Cli {
     /// Seconds of each phase (saturation, latency) per cell (default 3; --quick: 1).
     #[arg(long)]
     pub phase_secs: Option<f64>,
+    /// Compressed responses the relay's gRPC subscribers accept (`none`, `gzip`, `zstd`);
+    /// the report's "wire B/rec" shows what it saves. Redis, NATS and SSE ignore it.
+    #[arg(long, value_enum, default_value_t = SubscriberCompression::None)]
+    pub subscriber_compression: SubscriberCompression,
+    /// Pad records with JSON text (compressible as JSON records are) instead of one
+    /// repeated byte (which compresses to almost nothing).
+    #[arg(long)]
+    pub json_payloads: bool,
     /// The relay's ring size in MiB (the relay's default).
     #[arg(long, default_value_t = 256)]
     pub ring_mib: u64,
@@ -159,6 +167,8 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
     let phase =
         Duration::from_secs_f64(cli.phase_secs.unwrap_or(if cli.quick { 1.0 } else { 3.0 }));
     let full_run = !cli.quick
+        && cli.subscriber_compression == SubscriberCompression::None
+        && !cli.json_payloads
         && cli.payloads.is_empty()
         && cli.subscribers.is_empty()
         && cli.systems.len() == 4
@@ -191,6 +201,8 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
                     subscribers: n,
                     phase,
                     ring_bytes: cli.ring_mib << 20,
+                    accept: cli.subscriber_compression,
+                    json: cli.json_payloads,
                 };
                 let result = runtime.block_on(cell::run(&spec, &placement));
                 eprintln!("{}", report::line(&result));

@@ -44,6 +44,26 @@ pub fn make(seq: u64, stamp_ns: u64, kind: Kind, size: usize) -> Bytes {
     buf.freeze()
 }
 
+/// A payload of `size` bytes whose padding is JSON text, as compressible as typical JSON
+/// records (field names repeat, values vary), for measuring compressed responses.
+pub fn make_json(seq: u64, stamp_ns: u64, kind: Kind, size: usize) -> Bytes {
+    let mut buf = BytesMut::from(&make(seq, stamp_ns, kind, HEADER)[..]);
+    let mut item = seq;
+    while buf.len() < size {
+        let text = format!(
+            r#"{{"order":{item},"sku":"SKU-{:05}","quantity":{},"price":{}.{:02},"status":"shipped"}},"#,
+            item.wrapping_mul(7919) % 100_000,
+            item % 9 + 1,
+            item % 500,
+            item % 100
+        );
+        buf.put_slice(text.as_bytes());
+        item = item.wrapping_add(1);
+    }
+    buf.truncate(size.max(HEADER));
+    buf.freeze()
+}
+
 /// Whether `data` is a payload of `kind`.
 pub fn is(data: &[u8], kind: Kind) -> bool {
     data.get(HEADER - 1) == Some(&(kind as u8))
@@ -149,5 +169,14 @@ mod tests {
         assert_eq!(stats.repeats(), 2);
         assert_eq!(stats.gaps(12), 3);
         assert_eq!(hist.lock().unwrap().len(), 6);
+        let json = make_json(3, now_ns(), Kind::Load, 1024);
+        assert_eq!(json.len(), 1024);
+        assert!(is(&json, Kind::Load));
+        stats.observe(&json, &hist);
+        assert_eq!(
+            stats.repeats(),
+            3,
+            "seq 3 is a repeat: the header is read as ever"
+        );
     }
 }

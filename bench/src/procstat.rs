@@ -38,6 +38,19 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / ticks_per_second()
 }
 
+/// Bytes `pid` has written so far through write(2) and its kin, sockets included
+/// (`wchar` of `/proc/<pid>/io`): for a server, about the bytes it sent on the wire.
+pub fn bytes_written(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|line| line.strip_prefix("wchar:"))
+                .and_then(|value| value.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Resident set size of `pid` in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/status"))
@@ -98,5 +111,12 @@ mod tests {
         let spin = std::time::Instant::now();
         while spin.elapsed() < Duration::from_millis(50) {}
         assert!(cpu_seconds(pid) > 0.0);
+        let before = bytes_written(pid);
+        std::fs::write(
+            std::env::temp_dir().join("procstat-bytes-written"),
+            [0u8; 4096],
+        )
+        .unwrap();
+        assert!(bytes_written(pid) >= before + 4096);
     }
 }

@@ -24,7 +24,7 @@ use hdrhistogram::Histogram;
 use crate::{
     payload::{self, Kind, SubStats},
     procstat::{self, PeakRss},
-    systems::{self, Placement, Publisher, Server, System},
+    systems::{self, Placement, Publisher, Server, SubscriberCompression, System},
 };
 
 mod timed;
@@ -44,6 +44,10 @@ pub struct CellSpec {
     pub phase: Duration,
     /// Ring bytes of the relay.
     pub ring_bytes: u64,
+    /// Compressed responses the relay's gRPC subscribers accept.
+    pub accept: SubscriberCompression,
+    /// Records padded with JSON text rather than one repeated byte.
+    pub json: bool,
 }
 
 /// What one cell found.
@@ -58,6 +62,8 @@ pub struct CellResult {
     pub sat_bytes_per_s: f64,
     /// Saturation: server CPU, percent of one core.
     pub sat_cpu_pct: f64,
+    /// Saturation: bytes the server wrote (to its sockets, mostly) per record delivered.
+    pub wire_bytes_per_record: f64,
     /// Latency phase: records published per second.
     pub lat_publish_rate: f64,
     /// Latency phase: records delivered per second, summed over subscribers.
@@ -188,6 +194,8 @@ impl Drop for Readers {
 struct Sender {
     publisher: Publisher,
     payload: usize,
+    /// Pad records with JSON text.
+    json: bool,
     next_seq: u64,
 }
 
@@ -201,7 +209,11 @@ impl Sender {
         let batch: Vec<Bytes> = (0..count as u64)
             .map(|i| {
                 let seq = self.next_seq + i;
-                payload::make(seq, stamp(seq), kind, self.payload)
+                if self.json {
+                    payload::make_json(seq, stamp(seq), kind, self.payload)
+                } else {
+                    payload::make(seq, stamp(seq), kind, self.payload)
+                }
             })
             .collect();
         self.publisher.send(batch).await?;
@@ -233,10 +245,11 @@ async fn run_inner(
     tokio::time::sleep(Duration::from_millis(300)).await;
     result.rss_base_kib = procstat::rss_kib(server.pid);
 
-    let readers = connect_readers(&server, spec.subscribers).await?;
+    let readers = connect_readers(&server, spec.subscribers, spec.accept).await?;
     let mut sender = Sender {
         publisher: Publisher::connect(&server).await?,
         payload: spec.payload,
+        json: spec.json,
         next_seq: 0,
     };
     warm_up(&mut sender, &readers).await?;
@@ -252,13 +265,14 @@ async fn run_inner(
     // Saturation, measured after a short ramp.
     let ramp = (spec.phase / 4).min(Duration::from_millis(500));
     let start = Instant::now();
-    let mut mark: Option<(Instant, u64, f64)> = None;
+    let mut mark: Option<(Instant, u64, f64, u64)> = None;
     while start.elapsed() < spec.phase {
         if mark.is_none() && start.elapsed() >= ramp {
             mark = Some((
                 Instant::now(),
                 readers.delivered(),
                 procstat::cpu_seconds(server.pid),
+                procstat::bytes_written(server.pid),
             ));
         }
         let allowed = readers.min_next() + window;
@@ -271,9 +285,13 @@ async fn run_inner(
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    let (t0, delivered0, cpu0) = mark.context("phase shorter than its ramp")?;
+    let (t0, delivered0, cpu0, written0) = mark.context("phase shorter than its ramp")?;
     let elapsed = t0.elapsed().as_secs_f64();
-    result.sat_records_per_s = (readers.delivered() - delivered0) as f64 / elapsed;
+    let delivered = readers.delivered() - delivered0;
+    result.wire_bytes_per_record = procstat::bytes_written(server.pid).saturating_sub(written0)
+        as f64
+        / delivered.max(1) as f64;
+    result.sat_records_per_s = delivered as f64 / elapsed;
     result.sat_bytes_per_s = result.sat_records_per_s * spec.payload as f64;
     result.sat_cpu_pct = (procstat::cpu_seconds(server.pid) - cpu0) / elapsed * 100.0;
     readers
@@ -330,12 +348,16 @@ pub fn common_deliveries_per_s(payload: usize) -> f64 {
     (40e6 / payload as f64).min(20_000.0)
 }
 
-/// Connects `n` readers, 32 at a time.
-async fn connect_readers(server: &Server, n: usize) -> anyhow::Result<Readers> {
+/// Connects `n` readers, 32 at a time, accepting `accept`.
+async fn connect_readers(
+    server: &Server,
+    n: usize,
+    accept: SubscriberCompression,
+) -> anyhow::Result<Readers> {
     let latency = Arc::new(Mutex::new(payload::histogram()));
     let stats: Vec<Arc<SubStats>> = (0..n).map(|_| Arc::new(SubStats::default())).collect();
     let tasks = futures::stream::iter(stats.iter().cloned())
-        .map(|s| systems::subscribe(server, s, latency.clone()))
+        .map(|s| systems::subscribe(server, s, latency.clone(), accept))
         .buffered(32)
         .try_collect()
         .await

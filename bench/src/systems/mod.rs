@@ -314,16 +314,41 @@ pub async fn held_bytes(server: &Server) -> u64 {
     }
 }
 
+/// Which compressed responses the relay's gRPC subscribers accept (the other systems'
+/// subscribers, and the relay's SSE ones, take none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SubscriberCompression {
+    /// Uncompressed responses only.
+    #[default]
+    None,
+    /// gzip.
+    Gzip,
+    /// zstd.
+    Zstd,
+}
+
+impl SubscriberCompression {
+    /// The encoding a tonic client accepts.
+    pub fn encoding(self) -> Option<tonic::codec::CompressionEncoding> {
+        match self {
+            SubscriberCompression::None => None,
+            SubscriberCompression::Gzip => Some(tonic::codec::CompressionEncoding::Gzip),
+            SubscriberCompression::Zstd => Some(tonic::codec::CompressionEncoding::Zstd),
+        }
+    }
+}
+
 /// Subscribes one reader to `server`; returns once the subscription is in place, with the
 /// task that reads it into `stats` (and timed records into `latency`).
 pub async fn subscribe(
     server: &Server,
     stats: Arc<SubStats>,
     latency: Arc<Mutex<Histogram<u64>>>,
+    accept: SubscriberCompression,
 ) -> anyhow::Result<JoinHandle<()>> {
     match server.system {
         System::Relay | System::Relay16k | System::Relay16kPerFrame => {
-            relay::subscribe(server, stats, latency).await
+            relay::subscribe(server, stats, latency, accept).await
         }
         System::RelaySse => sse::subscribe(server, stats, latency).await,
         System::Redis => redis::subscribe(server, stats, latency).await,

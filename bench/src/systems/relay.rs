@@ -17,9 +17,9 @@ use tokio::{
     process::Child,
     task::JoinHandle,
 };
-use tonic::Streaming;
+use tonic::{Streaming, codec::CompressionEncoding};
 
-use super::{Placement, Server, System, ready_line, spawn};
+use super::{Placement, Server, SubscriberCompression, System, ready_line, spawn};
 use crate::{payload::SubStats, serve::STREAM};
 
 /// Starts the emulator and the relay; `extra` goes to `serve-relay` (e.g. its limits), and
@@ -138,6 +138,7 @@ pub async fn subscribe(
     server: &Server,
     stats: Arc<SubStats>,
     latency: Arc<Mutex<Histogram<u64>>>,
+    accept: SubscriberCompression,
 ) -> anyhow::Result<JoinHandle<()>> {
     let request = SubscribeRequest {
         stream: STREAM.to_owned(),
@@ -145,7 +146,7 @@ pub async fn subscribe(
         on_lag: LagPolicy::Skip as i32,
         ..SubscribeRequest::default()
     };
-    let mut stream = open(server, request).await?;
+    let mut stream = open(server, request, accept).await?;
     Ok(tokio::spawn(async move {
         while let Ok(Some(response)) = stream.message().await {
             if let Some(Event::Records(batch)) = response.event {
@@ -157,13 +158,20 @@ pub async fn subscribe(
     }))
 }
 
-/// Subscribes with `request` on a connection of its own; returns once the relay has fixed
-/// the starting position (it answers with headers only then).
+/// Subscribes with `request` on a connection of its own, accepting `accept`; returns once the
+/// relay has fixed the starting position (it answers with headers only then).
 pub async fn open(
     server: &Server,
     request: SubscribeRequest,
+    accept: SubscriberCompression,
 ) -> anyhow::Result<Streaming<SubscribeResponse>> {
-    open_at(&server.addr, server.client_frame_size, request).await
+    open_with(
+        &server.addr,
+        server.client_frame_size,
+        request,
+        accept.encoding(),
+    )
+    .await
 }
 
 /// [`open`] on the relay at `addr`, accepting HTTP/2 frames of `frame_size` bytes.
@@ -171,6 +179,16 @@ pub async fn open_at(
     addr: &str,
     frame_size: u32,
     request: SubscribeRequest,
+) -> anyhow::Result<Streaming<SubscribeResponse>> {
+    open_with(addr, frame_size, request, None).await
+}
+
+/// [`open_at`], accepting responses compressed with `accept` when given.
+pub async fn open_with(
+    addr: &str,
+    frame_size: u32,
+    request: SubscribeRequest,
+    accept: Option<CompressionEncoding>,
 ) -> anyhow::Result<Streaming<SubscribeResponse>> {
     // Configured as kinesis-relay-client configures its channel (but for the frame size).
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
@@ -180,6 +198,9 @@ pub async fn open_at(
         .await
         .context("connecting to the relay")?;
     let mut client = RelayClient::new(channel).max_decoding_message_size(64 << 20);
+    if let Some(encoding) = accept {
+        client = client.accept_compressed(encoding);
+    }
     Ok(client
         .subscribe(request)
         .await
