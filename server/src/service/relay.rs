@@ -14,7 +14,6 @@ use tokio::{
     sync::watch,
     time::{Instant, sleep_until},
 };
-use tokio_stream::StreamExt;
 use tonic::{Code, Request, Response, Status};
 use tracing::info;
 
@@ -279,20 +278,17 @@ impl v1::relay_server::Relay for RelayService {
     type SubscribeStream =
         Pin<Box<dyn Stream<Item = Result<v1::SubscribeResponse, Status>> + Send>>;
 
-    /// The generic path (decodes what the encode-once path writes as is); the server mounts
-    /// [`super::RelayGrpc`], which routes Subscribe to the encode-once codec instead.
+    /// Never reached: [`super::RelayGrpc`] answers Subscribe with
+    /// [`super::subscribe_call`] before the generated server sees the call (tonic's encoder
+    /// would copy every record once more per subscriber, docs/adr/0008). The trait asks for
+    /// the method, so it says where Subscribe is served.
     async fn subscribe(
         &self,
-        request: Request<v1::SubscribeRequest>,
+        _request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let stream = self.subscribe_encoded(request)?;
-        Ok(Response::new(Box::pin(stream.map(|item| {
-            item.and_then(|encoded| {
-                encoded
-                    .decode()
-                    .map_err(|err| Status::internal(format!("response encoding: {err}")))
-            })
-        }))))
+        Err(Status::internal(
+            "Subscribe is served by service::subscribe_call, not the generated server",
+        ))
     }
 
     async fn list_streams(

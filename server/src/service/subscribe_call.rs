@@ -18,15 +18,13 @@ use tonic::{Status, body::Body};
 use super::{
     RelayService,
     compress::{ResponseCompression, ResponseEncoding},
-    encode::EncodedResponse,
     request,
     stream_body::{PreEncoded, StreamingBody},
 };
+use crate::wire::EncodedResponse;
 
 /// How long a client may take to send its request message once the call has started.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
-/// First byte of a chunk of records: the tag of `RecordBatch.records` (field 2, bytes).
-const RECORDS_TAG: u8 = (2 << 3) | 2;
 
 /// Answers one Subscribe call; `compression`, if any, compresses the responses for a client
 /// that accepts gzip or zstd.
@@ -82,21 +80,12 @@ fn with_accept_encoding(mut response: http::Response<Body>) -> http::Response<Bo
 }
 
 impl PreEncoded for EncodedResponse {
-    /// A record batch is a header, chunks of records (slices of the hub's blocks, the same
-    /// for every subscriber sent them) and a cursor; any other response is its own alone.
-    /// The chunks are told apart by their first byte, the records field's tag, which the
-    /// header and cursor fields do not start with.
+    /// A record batch's chunks of records are slices of the hub's blocks, the same for
+    /// every subscriber sent them; its header and cursor, and any other response, are its
+    /// own.
     fn into_segments(self) -> (Vec<Bytes>, Range<usize>) {
-        if self.records == 0 {
-            return (self.segments, 0..0);
-        }
-        let chunks = self
-            .segments
-            .iter()
-            .skip(1)
-            .take_while(|segment| segment.first() == Some(&RECORDS_TAG))
-            .count();
-        (self.segments, 1..1 + chunks)
+        let shared = self.shared_chunks();
+        (self.segments, shared)
     }
 }
 
@@ -106,7 +95,8 @@ mod tests {
 
     #[test]
     fn a_batch_shares_its_chunks_and_nothing_else() {
-        let chunk = |n: u8| Bytes::from(vec![RECORDS_TAG, 1, n]);
+        // Each chunk a `RecordBatch.records` field (tag 0x12) of one byte.
+        let chunk = |n: u8| Bytes::from(vec![0x12, 1, n]);
         let batch =
             EncodedResponse::record_batch("shard-1", vec![chunk(1), chunk(2)], 2, "c", None);
         let (segments, shared) = batch.into_segments();
