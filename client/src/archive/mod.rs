@@ -8,7 +8,8 @@
 //! - [`parquet`]: `--format parquet`: the in-memory writer of Parquet files.
 //! - [`columns`]: their columns (`--parquet-data`, `--parquet-schema`).
 //! - [`local`]: the archive in a directory (files, `.cursor` files, renames).
-//! - [`objects`]: the archive in an object store (multipart uploads, batches).
+//! - [`objects`]: the archive in an object store (batches of objects, committed together).
+//! - `upload`: one of its data objects while written (encoder, multipart upload).
 //! - [`manifest`]: its manifests, pending markers and latest-batch hint.
 //! - [`lock`]: the object store archive's lock with a lease.
 //!
@@ -24,6 +25,7 @@ pub mod objects;
 pub mod parquet;
 pub mod store;
 pub mod template;
+mod upload;
 
 use std::time::Duration;
 

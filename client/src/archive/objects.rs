@@ -22,35 +22,29 @@
 //! Uploads a crash left unfinished stay invisible; a bucket lifecycle rule aborting
 //! incomplete multipart uploads after a day reclaims their space.
 
-use std::{collections::HashMap, io::Write, sync::Arc, time::SystemTime};
+use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
 use kinesis_relay_api::v1;
 use object_store::{
-    ObjectStore, ObjectStoreExt, WriteMultipart,
+    ObjectStore,
     path::{Path, PathPart},
 };
-use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use crate::{
     archive::{
         columns::DataColumns,
-        compression::Encoder,
         lock::Lock,
         manifest::{Committed, Manifest, Manifests},
-        parquet::ParquetFile,
         store::StoreUrl,
         template::{self, Partition, Template},
+        upload::OpenObject,
     },
     cli::{ArchiveFormat, Compression},
     error::Failure,
-    output::JsonRecord,
     resume::cursor_after,
 };
-
-/// Size of each uploaded part (S3's smallest but the last is 5 MiB).
-const PART_SIZE: usize = 5 * 1024 * 1024;
 
 /// How long aborting the uploads of a batch that failed may take.
 const ABORT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -116,86 +110,6 @@ struct Batch {
     opened: Instant,
     /// Its files.
     files: HashMap<FileId, OpenObject>,
-}
-
-/// A data object being uploaded.
-struct OpenObject {
-    /// Its final key.
-    key: Path,
-    /// Encodes into a buffer that is handed to the upload after each append.
-    body: Body,
-    /// The multipart upload.
-    upload: WriteMultipart,
-    /// Records written.
-    records: u64,
-    /// JSON bytes written (before compression).
-    size: u64,
-}
-
-/// How a file's records are encoded.
-enum Body {
-    /// JSON lines, compressed.
-    Ndjson(Encoder<Vec<u8>>),
-    /// Parquet.
-    Parquet(Box<ParquetFile>),
-}
-
-impl Body {
-    /// Encodes a record; returns the bytes it counts for `--rotate-size`.
-    fn append(
-        &mut self,
-        stream: &str,
-        shard_id: &str,
-        record: &v1::Record,
-        rejected: Option<&str>,
-        json_row: Option<arrow_array::RecordBatch>,
-    ) -> anyhow::Result<u64> {
-        match self {
-            Self::Ndjson(encoder) => {
-                let mut line = Vec::new();
-                let json_record = JsonRecord::new(stream, shard_id, record);
-                match rejected {
-                    None => serde_json::to_writer(&mut line, &json_record),
-                    Some(error) => serde_json::to_writer(
-                        &mut line,
-                        &ErrorLine {
-                            record: json_record,
-                            error,
-                        },
-                    ),
-                }?;
-                line.push(b'\n');
-                encoder.write_all(&line)?;
-                Ok(line.len() as u64)
-            }
-            Self::Parquet(file) => Ok(file.append(stream, shard_id, record, json_row)?),
-        }
-    }
-
-    /// The bytes encoded so far and not yet taken.
-    fn take_output(&mut self) -> Vec<u8> {
-        match self {
-            Self::Ndjson(encoder) => std::mem::take(encoder.get_mut()),
-            Self::Parquet(file) => file.take_output(),
-        }
-    }
-
-    /// Ends the file; returns its last bytes.
-    fn finish(self) -> anyhow::Result<Vec<u8>> {
-        Ok(match self {
-            Self::Ndjson(encoder) => encoder.finish()?,
-            Self::Parquet(file) => file.finish()?,
-        })
-    }
-}
-
-/// A rejected record's line: the record and why it is there.
-#[derive(Serialize)]
-struct ErrorLine<'a> {
-    #[serde(flatten)]
-    record: JsonRecord<'a>,
-    /// Why the record is not under its partition.
-    error: &'a str,
 }
 
 impl ObjectArchive {
@@ -367,38 +281,9 @@ impl ObjectArchive {
                 .chain(dir.parts())
                 .chain(std::iter::once(PathPart::from(name)))
                 .collect();
-            let upload = self
-                .store
-                .put_multipart(&key)
-                .await
-                .map_err(|err| self.url.failure(err))?;
-            let starting = |err: String| Failure::Destination {
-                destination: self.url.text.clone(),
-                cause: format!("starting a file: {err}"),
-            };
-            let body = if parquet {
-                let file = ParquetFile::new(
-                    self.layout.compression,
-                    self.layout.data_columns.clone(),
-                    self.layout.row_group_rows,
-                )
-                .map_err(|err| starting(err.to_string()))?;
-                Body::Parquet(Box::new(file))
-            } else {
-                let encoder = Encoder::new(self.layout.compression, Vec::new())
-                    .map_err(|err| starting(err.to_string()))?;
-                Body::Ndjson(encoder)
-            };
-            batch.files.insert(
-                id.clone(),
-                OpenObject {
-                    key,
-                    body,
-                    upload: WriteMultipart::new_with_chunk_size(upload, PART_SIZE),
-                    records: 0,
-                    size: 0,
-                },
-            );
+            let file =
+                OpenObject::start(&*self.store, &self.url, key, parquet, &self.layout).await?;
+            batch.files.insert(id.clone(), file);
         }
         batch
             .files
