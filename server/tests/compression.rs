@@ -223,13 +223,24 @@ async fn raw_subscribe(
     accept_encoding: &str,
     n: usize,
 ) -> RawSubscription {
+    raw_call(addr, "application/grpc", stream, accept_encoding, n).await
+}
+
+/// [`raw_subscribe`] with the request's `content_type` (gRPC-Web's, say).
+async fn raw_call(
+    addr: SocketAddr,
+    content_type: &str,
+    stream: &str,
+    accept_encoding: &str,
+    n: usize,
+) -> RawSubscription {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (client, connection) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(async move {
         let _ = connection.await;
     });
     let request = http::Request::post("http://relay/kinesis_relay.v1.Relay/Subscribe")
-        .header("content-type", "application/grpc")
+        .header("content-type", content_type)
         .header("te", "trailers")
         .header("grpc-accept-encoding", accept_encoding)
         .body(())
@@ -316,6 +327,18 @@ async fn the_encoding_is_named_and_each_batch_flagged_only_when_the_client_accep
             got.flags
         );
     }
+    // gRPC-Web is never compressed, whatever the call accepts.
+    let web = raw_call(
+        relay.local_addr,
+        "application/grpc-web+proto",
+        "compressed-raw",
+        "gzip,zstd",
+        RECORDS,
+    )
+    .await;
+    assert_eq!(web.encoding, None);
+    assert_all_in_order("gRPC-Web", &web.data, &data);
+    assert!(web.flags.iter().all(|&f| f == 0), "{:?}", web.flags);
     relay.shutdown().await.unwrap();
     emulator.shutdown().await;
 
