@@ -8,6 +8,8 @@
 //! - [`cursor`]: the opaque resume cursor carried by every `SubscribeResponse`.
 //! - [`kpl`]: the KPL aggregation format (pack and unpack).
 //! - [`resume`]: statuses that end a subscription early and carry the resume cursor.
+//! - `subscriber` (feature `subscriber`): a subscription that reconnects with backoff,
+//!   resumes after its cursor and never hands out a record twice, with an example.
 //! - [`backoff`]: exponential backoff with jitter, for every retry loop of the project.
 //! - [`units`]: durations and sizes on command lines.
 
@@ -17,6 +19,8 @@ pub mod cursor;
 pub mod kpl;
 pub mod resume;
 pub mod sequence;
+#[cfg(feature = "subscriber")]
+pub mod subscriber;
 pub mod units;
 
 /// Generated code of the `kinesis_relay.v1` package.

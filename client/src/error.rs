@@ -5,8 +5,9 @@ use tonic::{Code, Status};
 
 use crate::exit_code::ExitCode;
 
-/// A failure the user can act on.
-#[derive(Debug, thiserror::Error)]
+/// A failure the user can act on. Cloned into the failure a resuming subscription gives
+/// up with.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Failure {
     /// The relay did not answer (connection refused, DNS, TLS handshake, timeout) or said it
     /// was unavailable for too long.
@@ -134,21 +135,10 @@ impl Failure {
 }
 
 /// Whether a subscription that ended with `status` should be resumed (after a backoff)
-/// rather than reported.
+/// rather than reported: the resuming subscriber's rule, so that every client of the
+/// project resumes on the same statuses.
 pub fn is_retryable(status: &Status) -> bool {
-    matches!(
-        status.code(),
-        // Shutdown, restart, connection loss.
-        Code::Unavailable
-            // Fell behind under the DISCONNECT policy (the status carries the cursor), or a
-            // transient limit.
-            | Code::ResourceExhausted
-            // What a reset HTTP/2 stream or a dropped connection surfaces as mid-stream.
-            | Code::Unknown
-            | Code::Cancelled
-            | Code::Aborted
-            | Code::DeadlineExceeded
-    )
+    kinesis_relay_api::subscriber::is_transient(status)
 }
 
 /// Messages are quoted into a single stderr line.

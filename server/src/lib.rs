@@ -51,7 +51,7 @@ use crate::{
         limits::{ConnectionLimits, ConnectionTable},
     },
     hub::{RingLimits, StreamHub},
-    ingest::IngestSettings,
+    ingest::{IngestSettings, Source},
     security::{
         auth::Authorizer,
         limits::{Admission, SubscriberLimits},
@@ -204,12 +204,14 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
         .map(|stream| StreamHub::new(stream.clone(), config.rings))
         .collect();
     let ingest = Arc::new(config.ingest);
+    // Where records come from (Kinesis or an upstream relay), chosen here once.
+    let source = Source::new(&ingest, client);
     // An upstream relay serves old cursors itself: only a relay reading Kinesis catches up.
     // --catch-up-readers 0 turns it off (e.g. without GetRecords permissions).
-    let catch_ups: Vec<Arc<CatchUp>> = match &ingest.upstream {
-        Some(_) => Vec::new(),
-        None if config.catch_up.max_readers == 0 => Vec::new(),
-        None => {
+    let catch_ups: Vec<Arc<CatchUp>> = match source.kinesis() {
+        None => Vec::new(),
+        Some(_) if config.catch_up.max_readers == 0 => Vec::new(),
+        Some(client) => {
             let thread = catchup::thread::start(shutdown_rx.clone())
                 .context("starting the catch-up thread")?;
             let turns = Turns::per_worker();
@@ -228,22 +230,13 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
         }
     };
     for hub in &hubs {
-        match &ingest.upstream {
-            Some(upstream) => tasks.spawn(ingest::upstream_relay::run_stream(
-                upstream.clone(),
-                hub.name().to_owned(),
-                hub.clone(),
-                ingest.clone(),
-                shutdown_rx.clone(),
-            )),
-            None => tasks.spawn(ingest::run_stream(
-                client.clone(),
-                hub.name().to_owned(),
-                hub.clone(),
-                ingest.clone(),
-                shutdown_rx.clone(),
-            )),
-        };
+        let run = source.clone().run(
+            hub.name().to_owned(),
+            hub.clone(),
+            ingest.clone(),
+            shutdown_rx.clone(),
+        );
+        tasks.spawn(async move { Ok(run.await?) });
     }
     // Records age out of the rings even on idle streams, whatever feeds them (Kinesis or
     // an upstream relay): appends evict too, this covers the quiet times.

@@ -1,28 +1,29 @@
-//! A subscription that survives relay restarts: it reconnects with backoff and resumes
-//! from the last cursor, reports gaps and lag on stderr, and never hands out a record twice.
+//! The client's subscription that survives relay restarts: the API crate's resuming
+//! [`Subscriber`] (reconnect with backoff, resume after the last cursor, never a record
+//! twice), with this client's connection, stream-name lookup, failure classes and stderr
+//! reports of reconnections, gaps and lag.
 //!
-//! This is the part other clients should copy: keep the last `cursor` of every response,
-//! and on UNAVAILABLE, RESOURCE_EXHAUSTED (with a cursor) or a lost connection, subscribe
-//! again with `after_cursor` set to it.
+//! Clients in other languages should copy the rules listed in
+//! `kinesis_relay_api::subscriber`: keep the last `cursor` of every response, and on
+//! UNAVAILABLE, RESOURCE_EXHAUSTED (with a cursor) or a lost connection, subscribe again
+//! with `after_cursor` set to it.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     time::{Duration, Instant},
 };
 
-use anyhow::Context;
 use kinesis_relay_api::{
-    cursor::{Cursor, Position},
-    sequence::SequenceNumber,
+    subscriber::{Action, Error, Event, Interruption, Open, Options, Subscriber},
     v1::{
         self, Earliest, Latest, SubscribeRequest, SubscribeResponse,
-        subscribe_request::StartingPosition, subscribe_response::Event,
+        subscribe_request::StartingPosition, subscribe_response::Event as Response,
     },
 };
-use tonic::{Status, Streaming};
+use tonic::Streaming;
 use tracing::{debug, info};
 
-use kinesis_relay_api::{backoff::Backoff, resume::cursor_of};
+pub use kinesis_relay_api::subscriber::{Delivered, cursor_after};
 
 use crate::{
     cli::{OnLag, SelectionArgs, StartFrom},
@@ -31,10 +32,6 @@ use crate::{
     notice,
     output::timestamp,
 };
-
-mod delivered;
-
-pub use self::delivered::{Delivered, cursor_after};
 
 /// First reconnection delay.
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -64,36 +61,16 @@ pub enum Delivery {
 
 /// A subscription that reconnects on its own.
 pub struct Resuming {
-    /// How to reach the relay.
-    connector: Connector,
-    /// The request, without its starting position.
-    template: SubscribeRequest,
-    /// Where the first subscription starts (later ones start after `cursor`).
-    initial: StartFrom,
-    /// Where `initial`'s cursor came from, for error messages.
+    /// The resuming subscriber, opening subscriptions through this client's connection.
+    subscriber: Subscriber<Opener>,
+    /// Where the start cursor came from, for error messages.
     origin: Option<String>,
-    /// The last cursor received: where the next subscription resumes.
-    cursor: Option<String>,
-    /// The open subscription.
-    stream: Option<Streaming<SubscribeResponse>>,
-    /// Delay between attempts.
-    backoff: Backoff,
-    /// When the relay became unreachable (None while things work).
-    failing_since: Option<Instant>,
-    /// Why the last attempt failed.
-    last_failure: Option<Failure>,
-    /// Give up after failing for this long.
+    /// Give up after failing for this long (for the retry notices).
     retry_timeout: Duration,
-    /// A subscription silent for this long is dead.
-    idle_timeout: Duration,
     /// Relay lag worth a warning.
     lag_warning: Duration,
     /// Shards currently reported as lagging, so each crossing is reported once.
     lagging: HashSet<String>,
-    /// The last record handed out per shard, to drop anything at or before it.
-    delivered: Delivered,
-    /// The stream name (resolved from the relay when not given).
-    stream_name: Option<String>,
     /// When a retry was last reported, so a long outage is reported now and then.
     last_notice: Option<Instant>,
 }
@@ -120,93 +97,79 @@ impl Resuming {
             .into(),
             ..SubscribeRequest::default()
         };
-        let mut delivered = Delivered::default();
-        if let StartFrom::Cursor(cursor) = &start {
-            delivered.seed(cursor);
-        }
-        Self {
+        let start = match start {
+            StartFrom::Cursor(cursor) => StartingPosition::AfterCursor(cursor),
+            StartFrom::Latest => StartingPosition::Latest(Latest {}),
+            StartFrom::Earliest => StartingPosition::Earliest(Earliest {}),
+            StartFrom::Timestamp(at) => StartingPosition::AtTimestamp(timestamp(at)),
+        };
+        let opener = Opener {
             connector,
             stream_name: selection.stream.clone(),
-            template,
-            initial: start,
-            origin,
-            cursor: None,
-            stream: None,
-            backoff: Backoff::new(BACKOFF_BASE, BACKOFF_CAP),
-            failing_since: None,
-            last_failure: None,
-            retry_timeout: selection.retry_timeout,
+        };
+        let options = Options {
+            backoff_base: BACKOFF_BASE,
+            backoff_cap: BACKOFF_CAP,
             idle_timeout: selection.idle_timeout,
+            retry_timeout: Some(selection.retry_timeout),
+        };
+        Self {
+            subscriber: Subscriber::new(opener, template, start, options),
+            origin,
+            retry_timeout: selection.retry_timeout,
             lag_warning: selection.lag_warning,
             lagging: HashSet::new(),
-            delivered,
             last_notice: None,
         }
     }
 
     /// The stream name, once known (after the first delivery at the latest).
     pub fn stream_name(&self) -> &str {
-        self.stream_name.as_deref().unwrap_or("")
+        self.subscriber
+            .opener()
+            .stream_name
+            .as_deref()
+            .unwrap_or("")
     }
 
     /// The next delivery. Reconnects as long as failures are transient and the relay comes
     /// back within the retry timeout; returns the failure otherwise.
     pub async fn next(&mut self) -> anyhow::Result<Delivery> {
         loop {
-            let Some(stream) = self.stream.as_mut() else {
-                self.open().await?;
-                continue;
-            };
-            let message = match tokio::time::timeout(self.idle_timeout, stream.message()).await {
-                Err(_) => {
-                    self.lost(
-                        format!("no message for {:?}", self.idle_timeout),
-                        self.connector
-                            .unreachable("the subscription went silent".into()),
-                    );
-                    continue;
+            match self.subscriber.next().await {
+                Ok(Event::Subscribed) => {}
+                Ok(Event::Response { response, repeats }) => {
+                    self.last_notice = None;
+                    return Ok(self.deliver(response, repeats));
                 }
-                Ok(Ok(Some(message))) => message,
-                Ok(Ok(None)) => {
-                    self.lost(
-                        "the relay ended the subscription".into(),
-                        self.connector.unreachable("subscription ended".into()),
-                    );
-                    continue;
-                }
-                Ok(Err(status)) => {
-                    self.ended_with(status)?;
-                    continue;
-                }
-            };
-            self.failing_since = None;
-            self.last_failure = None;
-            self.last_notice = None;
-            self.backoff.reset();
-            if !message.cursor.is_empty() {
-                self.cursor = Some(message.cursor.clone());
+                Ok(Event::Interrupted { cause, retry_in }) => self.report(cause, retry_in),
+                Err(err) => return Err(self.failure(err)),
             }
-            return Ok(self.deliver(message));
         }
     }
 
     /// Turns a response into a delivery, reporting what is not records on stderr.
-    fn deliver(&mut self, message: SubscribeResponse) -> Delivery {
+    fn deliver(&mut self, message: SubscribeResponse, repeats: u64) -> Delivery {
         let cursor = message.cursor;
         match message.event {
-            Some(Event::Records(batch)) => {
-                let records = self.delivered.admit(&batch.shard_id, batch.records);
+            Some(Response::Records(batch)) => {
+                if repeats > 0 {
+                    notice!(
+                        "the relay re-sent {repeats} records of shard {} already delivered; they were skipped",
+                        batch.shard_id
+                    );
+                }
                 Delivery::Records {
                     shard_id: batch.shard_id,
-                    records,
+                    records: batch.records,
                     cursor,
                 }
             }
-            Some(Event::Heartbeat(heartbeat)) => {
+            Some(Response::Heartbeat(heartbeat)) => {
                 self.check_lag(&heartbeat.shards);
                 Delivery::Progress { cursor }
             }
-            Some(Event::Gap(gap)) => {
+            Some(Response::Gap(gap)) => {
                 let reason = match v1::GapReason::try_from(gap.reason) {
                     Ok(v1::GapReason::SubscriberTooSlow) => {
                         "this client read too slowly (--on-lag skip)"
@@ -227,7 +190,7 @@ impl Resuming {
                 }
                 Delivery::Progress { cursor }
             }
-            Some(Event::ShardEvent(event)) => {
+            Some(Response::ShardEvent(event)) => {
                 match v1::ShardEventKind::try_from(event.kind) {
                     Ok(v1::ShardEventKind::Ended) => info!(
                         shard = event.shard_id,
@@ -261,115 +224,125 @@ impl Resuming {
         }
     }
 
-    /// Handles a status that ended the subscription: resume or fail.
-    fn ended_with(&mut self, status: Status) -> anyhow::Result<()> {
-        let failure = self.connector.failure(&status);
-        if !is_retryable(&status) {
-            self.stream = None;
-            return Err(anyhow::Error::new(failure));
-        }
-        if let Some(cursor) = cursor_of(&status) {
-            self.cursor = Some(cursor);
-        }
-        let why = if status.code() == tonic::Code::ResourceExhausted {
-            "this client fell behind and was disconnected".to_owned()
-        } else {
-            format!("{:?}: {}", status.code(), status.message())
+    /// Reports an interruption on stderr: every lost subscription, and a relay that stays
+    /// unreachable now and then.
+    fn report(&mut self, cause: Interruption<Attempt>, retry_in: Duration) {
+        debug!(delay = ?retry_in, "waiting before reconnecting");
+        let why = match cause {
+            Interruption::Open(Attempt::Transient(failure) | Attempt::Fatal(failure)) => {
+                debug!(cause = %failure, "attempt failed");
+                let failing_for = self.subscriber.failing_for().unwrap_or_default();
+                let quiet = self
+                    .last_notice
+                    .is_some_and(|at| at.elapsed() < RETRY_NOTICE_INTERVAL);
+                if !self.retry_timeout.is_zero() && !quiet {
+                    notice!(
+                        "{failure}; retrying for up to {:.0}s more",
+                        self.retry_timeout.saturating_sub(failing_for).as_secs_f64()
+                    );
+                    self.last_notice = Some(Instant::now());
+                }
+                return;
+            }
+            Interruption::Silent(after) => format!("no message for {after:?}"),
+            Interruption::Ended => "the relay ended the subscription".to_owned(),
+            Interruption::Status(status) if status.code() == tonic::Code::ResourceExhausted => {
+                "this client fell behind and was disconnected".to_owned()
+            }
+            Interruption::Status(status) => format!("{:?}: {}", status.code(), status.message()),
         };
-        self.lost(why, failure);
-        Ok(())
-    }
-
-    /// Drops the subscription; the next call reconnects.
-    fn lost(&mut self, why: String, failure: Failure) {
         notice!("subscription lost ({why}); resuming from the last cursor");
-        self.stream = None;
-        self.failing_since.get_or_insert_with(Instant::now);
-        self.last_failure = Some(failure);
     }
 
-    /// Connects and subscribes, retrying transient failures until `retry_timeout`.
-    async fn open(&mut self) -> anyhow::Result<()> {
-        loop {
-            if let Some(since) = self.failing_since {
-                if since.elapsed() >= self.retry_timeout {
-                    let failure = self
-                        .last_failure
-                        .take()
-                        .unwrap_or_else(|| self.connector.unreachable("unavailable".into()));
-                    return Err(anyhow::Error::new(failure).context(format!(
-                        "giving up after {:.1}s of failures (--retry-timeout)",
-                        since.elapsed().as_secs_f64()
-                    )));
-                }
-                // Never sleep past the retry budget: the last attempt comes at its end.
-                let delay = self
-                    .backoff
-                    .next_delay()
-                    .min(self.retry_timeout.saturating_sub(since.elapsed()));
-                debug!(?delay, "waiting before reconnecting");
-                tokio::time::sleep(delay).await;
-            }
-            match self.attempt().await {
-                Ok(stream) => {
-                    self.stream = Some(stream);
-                    return Ok(());
-                }
-                Err(Attempt::Transient(failure)) => {
-                    debug!(cause = %failure, "attempt failed");
-                    let since = *self.failing_since.get_or_insert_with(Instant::now);
-                    let quiet = self
-                        .last_notice
-                        .is_some_and(|at| at.elapsed() < RETRY_NOTICE_INTERVAL);
-                    if !self.retry_timeout.is_zero() && !quiet {
-                        notice!(
-                            "{failure}; retrying for up to {:.0}s more",
-                            self.retry_timeout
-                                .saturating_sub(since.elapsed())
-                                .as_secs_f64()
-                        );
-                        self.last_notice = Some(Instant::now());
+    /// The failure a subscription stopped with, as the user should read it.
+    fn failure(&self, err: Error<Attempt>) -> anyhow::Error {
+        let connector = &self.subscriber.opener().connector;
+        match err {
+            Error::Status(status) => anyhow::Error::new(connector.failure(&status)),
+            Error::Open(Attempt::Fatal(failure) | Attempt::Transient(failure)) => {
+                let err = anyhow::Error::new(failure);
+                match (self.subscriber.cursor(), &self.origin) {
+                    (None, Some(origin)) => {
+                        err.context(format!("subscribing with the cursor from {origin}"))
                     }
-                    self.last_failure = Some(failure);
+                    _ => err,
                 }
-                Err(Attempt::Fatal(failure)) => {
-                    let err = anyhow::Error::new(failure);
-                    return Err(match (&self.cursor, &self.origin) {
-                        (None, Some(origin)) => {
-                            err.context(format!("subscribing with the cursor from {origin}"))
-                        }
-                        _ => err,
-                    });
-                }
+            }
+            Error::GaveUp { cause, after } => {
+                let failure = match cause {
+                    Interruption::Open(Attempt::Transient(failure) | Attempt::Fatal(failure)) => {
+                        failure
+                    }
+                    Interruption::Status(status) => connector.failure(&status),
+                    Interruption::Silent(_) => {
+                        connector.unreachable("the subscription went silent".into())
+                    }
+                    Interruption::Ended => connector.unreachable("subscription ended".into()),
+                };
+                anyhow::Error::new(failure).context(format!(
+                    "giving up after {:.1}s of failures (--retry-timeout)",
+                    after.as_secs_f64()
+                ))
             }
         }
     }
+}
 
-    /// One connection and Subscribe call.
-    async fn attempt(&mut self) -> Result<Streaming<SubscribeResponse>, Attempt> {
+/// Opens this client's subscriptions: a connection and a Subscribe call, each within
+/// `--connect-timeout`, after learning the stream name when none was given.
+struct Opener {
+    /// How to reach the relay.
+    connector: Connector,
+    /// The stream name (resolved from the relay when not given).
+    stream_name: Option<String>,
+}
+
+/// How an attempt failed.
+#[derive(Debug, Clone)]
+enum Attempt {
+    /// Worth retrying.
+    Transient(Failure),
+    /// Not worth retrying.
+    Fatal(Failure),
+}
+
+impl Open for Opener {
+    type Error = Attempt;
+
+    async fn open(
+        &mut self,
+        request: SubscribeRequest,
+    ) -> Result<Streaming<SubscribeResponse>, Attempt> {
         let mut client = self.connector.connect().await.map_err(Attempt::Transient)?;
         if self.stream_name.is_none() {
             self.stream_name = Some(self.resolve_stream(&mut client).await?);
         }
-        let mut request = self.template.clone();
-        request.starting_position = Some(match (&self.cursor, &self.initial) {
-            (Some(cursor), _) | (None, StartFrom::Cursor(cursor)) => {
-                StartingPosition::AfterCursor(cursor.clone())
-            }
-            (None, StartFrom::Latest) => StartingPosition::Latest(Latest {}),
-            (None, StartFrom::Earliest) => StartingPosition::Earliest(Earliest {}),
-            (None, StartFrom::Timestamp(at)) => StartingPosition::AtTimestamp(timestamp(*at)),
-        });
-        match tokio::time::timeout(self.connector.timeout(), client.subscribe(request)).await {
-            Err(_) => Err(Attempt::Transient(self.connector.unreachable(format!(
-                "Subscribe not answered within {:?}",
-                self.connector.timeout()
-            )))),
+        let timeout = self.connector.timeout();
+        match tokio::time::timeout(timeout, client.subscribe(request)).await {
+            Err(_) => Err(Attempt::Transient(
+                self.connector
+                    .unreachable(format!("Subscribe not answered within {timeout:?}")),
+            )),
             Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) if is_retryable(&status) => {
-                Err(Attempt::Transient(self.connector.failure(&status)))
-            }
-            Ok(Err(status)) => Err(Attempt::Fatal(self.connector.failure(&status))),
+            Ok(Err(status)) => Err(self.classify(&status)),
+        }
+    }
+
+    fn after_open_error(&self, error: &Attempt) -> Action {
+        match error {
+            Attempt::Transient(_) => Action::Resume,
+            Attempt::Fatal(_) => Action::Fail,
+        }
+    }
+}
+
+impl Opener {
+    /// A refused call: transient or fatal.
+    fn classify(&self, status: &tonic::Status) -> Attempt {
+        if is_retryable(status) {
+            Attempt::Transient(self.connector.failure(status))
+        } else {
+            Attempt::Fatal(self.connector.failure(status))
         }
     }
 
@@ -387,35 +360,22 @@ impl Resuming {
                     .unreachable("ListStreams not answered in time".into()),
             )
         })?;
-        match listing {
-            Ok(response) => {
-                let streams = response.into_inner().streams;
-                match streams.as_slice() {
-                    [only] => Ok(only.name.clone()),
-                    [] => Err(Attempt::Fatal(Failure::NotFound {
-                        message: "the relay serves no stream".into(),
-                    })),
-                    many => Err(Attempt::Fatal(Failure::Usage(format!(
-                        "--stream is required: the relay serves {}",
-                        many.iter()
-                            .map(|s| s.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )))),
-                }
-            }
-            Err(status) if is_retryable(&status) => {
-                Err(Attempt::Transient(self.connector.failure(&status)))
-            }
-            Err(status) => Err(Attempt::Fatal(self.connector.failure(&status))),
+        let streams = listing
+            .map_err(|status| self.classify(&status))?
+            .into_inner()
+            .streams;
+        match streams.as_slice() {
+            [only] => Ok(only.name.clone()),
+            [] => Err(Attempt::Fatal(Failure::NotFound {
+                message: "the relay serves no stream".into(),
+            })),
+            many => Err(Attempt::Fatal(Failure::Usage(format!(
+                "--stream is required: the relay serves {}",
+                many.iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))),
         }
     }
-}
-
-/// How an attempt failed.
-enum Attempt {
-    /// Worth retrying.
-    Transient(Failure),
-    /// Not worth retrying.
-    Fatal(Failure),
 }

@@ -1,8 +1,11 @@
-//! Checkpoints: per shard, where a restarted relay resumes.
+//! Checkpoints: per shard, where a restarted relay resumes, whatever its source.
 //!
-//! One JSON file per stream under `--state-dir`, replaced atomically (written to a temporary
-//! file, synced, renamed), at a bounded interval and on shutdown. A restart resumes after
-//! the continuation number, so records are repeated only within the last interval.
+//! One JSON file per stream under `--state-dir` (`STREAM.checkpoints.json`), replaced
+//! atomically (written to a temporary file, synced, renamed), at a bounded interval and on
+//! shutdown. Both sources keep their positions in it: a Kinesis reader resumes after the
+//! continuation number, a relay reading another relay after the cursor the per-shard last
+//! records make ([`Checkpoints::cursor`]). Records are repeated only within the last
+//! interval (and dropped by the hub as duplicates).
 
 use std::{
     collections::BTreeMap,
@@ -10,9 +13,43 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use anyhow::Context;
-use kinesis_relay_api::atomic_file::write_atomically;
+use kinesis_relay_api::{
+    atomic_file::write_atomically,
+    cursor::{Cursor, Position},
+};
 use serde::{Deserialize, Serialize};
+
+/// Why the checkpoint file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// It exists but cannot be read.
+    #[error("reading checkpoints {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// It is not a checkpoint file.
+    #[error(
+        "checkpoint file {} is corrupt; move it away to start from --starting-position: {source}",
+        path.display()
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What the JSON parser said.
+        source: serde_json::Error,
+    },
+    /// It cannot be written.
+    #[error("writing the checkpoint {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
 
 /// What is stored of one shard.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,18 +83,20 @@ pub struct Checkpoints {
 
 impl Checkpoints {
     /// Loads the checkpoints of `stream` from `state_dir` (an absent file is empty).
-    pub fn load(state_dir: Option<&Path>, stream: &str) -> anyhow::Result<Self> {
+    pub fn load(state_dir: Option<&Path>, stream: &str) -> Result<Self, CheckpointError> {
         let path = state_dir.map(|dir| dir.join(format!("{stream}.checkpoints.json")));
         let shards = match &path {
             Some(path) if path.exists() => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading checkpoints {}", path.display()))?;
-                let file: CheckpointFile = serde_json::from_str(&text).with_context(|| {
-                    format!(
-                        "checkpoint file {} is corrupt; move it away to start from --starting-position",
-                        path.display()
-                    )
-                })?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| CheckpointError::Read {
+                        path: path.clone(),
+                        source,
+                    })?;
+                let file: CheckpointFile =
+                    serde_json::from_str(&text).map_err(|source| CheckpointError::Corrupt {
+                        path: path.clone(),
+                        source,
+                    })?;
                 file.shards
             }
             _ => BTreeMap::new(),
@@ -87,8 +126,46 @@ impl Checkpoints {
         guard.1 = true;
     }
 
+    /// The positions as a cursor of the stream, for a source that resumes from one (a relay
+    /// reading another relay): every shard after its last record handed to the hub, or
+    /// from its start. `None` when no shard has a checkpoint.
+    pub fn cursor(&self) -> Option<Cursor> {
+        let guard = self.lock();
+        if guard.0.is_empty() {
+            return None;
+        }
+        let mut cursor = Cursor::new(self.stream.clone());
+        for (shard_id, checkpoint) in &guard.0 {
+            let last = position(
+                checkpoint.last_sequence.as_deref(),
+                checkpoint.last_sub_sequence,
+            );
+            cursor
+                .shards
+                .insert(shard_id.clone(), last.unwrap_or(Position::Start));
+        }
+        Some(cursor)
+    }
+
+    /// Records the positions of `cursor` as the last records handed to the hub, the inverse
+    /// of [`Self::cursor`].
+    pub fn record_cursor(&self, cursor: &Cursor) {
+        let mut guard = self.lock();
+        for (shard_id, at) in &cursor.shards {
+            let checkpoint = guard.0.entry(shard_id.clone()).or_default();
+            (checkpoint.last_sequence, checkpoint.last_sub_sequence) = match at {
+                Position::Start => (None, None),
+                Position::After {
+                    sequence,
+                    sub_sequence,
+                } => (Some(sequence.to_string()), *sub_sequence),
+            };
+        }
+        guard.1 = true;
+    }
+
     /// Writes the file if anything changed.
-    pub fn flush(&self) -> anyhow::Result<()> {
+    pub fn flush(&self) -> Result<(), CheckpointError> {
         let Some(path) = &self.path else {
             return Ok(());
         };
@@ -104,10 +181,23 @@ impl Checkpoints {
             stream: self.stream.clone(),
             shards: snapshot,
         };
-        write_atomically(path, serde_json::to_string_pretty(&file)?.as_bytes())
-            .with_context(|| format!("writing the checkpoint {}", path.display()))?;
-        Ok(())
+        // Plain strings and numbers: serialising cannot fail.
+        let text = serde_json::to_string_pretty(&file).unwrap_or_default();
+        write_atomically(path, text.as_bytes()).map_err(|source| CheckpointError::Write {
+            path: path.clone(),
+            source,
+        })
     }
+}
+
+/// The position after a record a checkpoint names (its sequence number, and sub-sequence
+/// number for a user record of an aggregate); `None` when it names none.
+pub fn position(sequence: Option<&str>, sub_sequence: Option<u64>) -> Option<Position> {
+    let sequence = sequence?.parse().ok()?;
+    Some(Position::After {
+        sequence,
+        sub_sequence,
+    })
 }
 
 #[cfg(test)]
@@ -134,5 +224,28 @@ mod tests {
         let err = Checkpoints::load(Some(&dir), "s").unwrap_err();
         assert!(format!("{err:#}").contains("corrupt"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_cursor_is_kept_per_shard_and_comes_back_whole() {
+        let checkpoints = Checkpoints::load(None, "s").unwrap();
+        assert_eq!(checkpoints.cursor(), None);
+        let mut cursor = Cursor::new("s");
+        cursor.shards.insert("a".into(), Position::Start);
+        cursor.shards.insert(
+            "b".into(),
+            Position::After {
+                sequence: "495903382714902566085596925383615710".parse().unwrap(),
+                sub_sequence: Some(2),
+            },
+        );
+        checkpoints.record_cursor(&cursor);
+        assert_eq!(checkpoints.cursor(), Some(cursor));
+        let b = checkpoints.get("b").unwrap();
+        assert_eq!(
+            b.last_sequence.as_deref(),
+            Some("495903382714902566085596925383615710")
+        );
+        assert_eq!(b.last_sub_sequence, Some(2));
     }
 }

@@ -2,14 +2,13 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use aws_sdk_kinesis::{Client, types::ConsumerStatus};
 use tokio::time::{Instant, sleep};
 use tracing::{info, warn};
 
 use kinesis_relay_api::backoff::Backoff;
 
-use super::errors::{ErrorKind, classify};
+use super::errors::{CallError, ErrorKind, IngestError, classify};
 use crate::hub::ConsumerInfo;
 
 /// How often a CREATING consumer is described again.
@@ -22,15 +21,17 @@ pub async fn ensure_consumer(
     stream_arn: &str,
     name: &str,
     deadline: Duration,
-) -> anyhow::Result<ConsumerInfo> {
+) -> Result<ConsumerInfo, IngestError> {
     let started = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     let mut registered = false;
     loop {
         if started.elapsed() > deadline {
-            bail!(
-                "consumer {name:?} of {stream_arn} did not become ACTIVE within {deadline:?}; check that the stream exists and has fewer than 20 consumers (aws kinesis list-stream-consumers)"
-            );
+            return Err(IngestError::ConsumerNotActive {
+                name: name.to_owned(),
+                stream_arn: stream_arn.to_owned(),
+                deadline,
+            });
         }
         match client
             .describe_stream_consumer()
@@ -42,7 +43,7 @@ pub async fn ensure_consumer(
             Ok(output) => {
                 let description = output
                     .consumer_description()
-                    .context("DescribeStreamConsumer returned no description")?;
+                    .ok_or(IngestError::NoConsumerDescription)?;
                 let info = ConsumerInfo {
                     name: description.consumer_name().to_owned(),
                     arn: description.consumer_arn().to_owned(),
@@ -82,7 +83,10 @@ pub async fn ensure_consumer(
                                 sleep(delay).await;
                             }
                             ErrorKind::NotFound => {
-                                bail!("stream {stream_arn} does not exist: {}", err_text(&err))
+                                return Err(IngestError::NoStream {
+                                    stream_arn: stream_arn.to_owned(),
+                                    cause: CallError::from_sdk(&err),
+                                });
                             }
                             _ => {
                                 let delay = backoff.next_delay();
@@ -103,13 +107,16 @@ pub async fn ensure_consumer(
 }
 
 /// Deregisters the consumer (on exit, when asked).
-pub async fn deregister(client: &Client, consumer_arn: &str) -> anyhow::Result<()> {
+pub async fn deregister(client: &Client, consumer_arn: &str) -> Result<(), IngestError> {
     client
         .deregister_stream_consumer()
         .consumer_arn(consumer_arn)
         .send()
         .await
-        .map_err(|err| anyhow::anyhow!("deregistering {consumer_arn}: {}", err_text(&err)))?;
+        .map_err(|err| IngestError::Deregister {
+            arn: consumer_arn.to_owned(),
+            cause: CallError::from_sdk(&err),
+        })?;
     info!(arn = consumer_arn, "consumer deregistered");
     Ok(())
 }

@@ -2,15 +2,20 @@
 //! per shard in the hub, whatever Kinesis does.
 //!
 //! # Layout
+//! - `source.rs`: where records come from ([`Source`]: Kinesis, or another relay), chosen
+//!   once; each source runs one stream until shutdown.
+//! - `upstream_relay.rs`: the other relay as a source, through the API crate's resuming
+//!   subscriber.
 //! - `consumer.rs`: register / describe / wait for ACTIVE.
 //! - `reader.rs`: one task per shard, `SubscribeToShard` and its renewals.
 //! - `records.rs`: Kinesis records to hub records, KPL aggregates unpacked.
-//! - `checkpoint.rs`: where a restarted relay resumes.
+//! - `checkpoint.rs`: where a restarted relay resumes, in one format for both sources.
 //! - `shards.rs`: the shards as `ListShards` lists them.
-//! - `errors.rs`: how failures are classified, and retrying control-plane calls (backoff:
-//!   `kinesis_relay_api::backoff`).
+//! - `errors.rs`: how failures are classified ([`errors::CallError`]), retrying
+//!   control-plane calls (backoff: `kinesis_relay_api::backoff`), and why ingest stops
+//!   ([`IngestError`]).
 //!
-//! This file is the coordinator of one stream: it lists shards, starts a reader for every
+//! This file is the coordinator of one stream read from Kinesis: it lists shards, starts a reader for every
 //! shard whose parents are finished, learns children from the readers and from a periodic
 //! `ListShards`, re-registers a consumer deleted behind its back, and flushes checkpoints.
 
@@ -20,7 +25,10 @@ pub mod errors;
 pub mod reader;
 pub mod records;
 mod shards;
+mod source;
 pub mod upstream_relay;
+
+pub use self::{errors::IngestError, source::Source};
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -29,7 +37,6 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use anyhow::Context;
 use aws_sdk_kinesis::Client;
 use kinesis_relay_api::sequence::SequenceNumber;
 use tokio::{
@@ -41,9 +48,9 @@ use tracing::{info, warn};
 
 use self::{
     checkpoint::Checkpoints,
-    consumer::{ensure_consumer, err_text},
-    errors::retry,
-    reader::{ReadFrom, ReaderContext, ReaderEvent, checkpoint_position, run_reader},
+    consumer::ensure_consumer,
+    errors::{CallError, retry},
+    reader::{ReadFrom, ReaderContext, ReaderEvent, run_reader},
     shards::{KnownShard, list_shards, list_shards_once},
 };
 use crate::hub::{ReaderState, StreamHub, ring::Floor};
@@ -132,14 +139,14 @@ pub fn default_consumer_name() -> String {
     format!("kinesis-relay-{cleaned}")
 }
 
-/// Reads `stream` into `hub` until `shutdown` becomes true.
+/// Reads `stream` from Kinesis into `hub` until `shutdown` becomes true.
 pub async fn run_stream(
     client: Client,
     stream: String,
     hub: Arc<StreamHub>,
     settings: Arc<IngestSettings>,
     mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> Result<(), IngestError> {
     let stream_arn = retry(
         &settings,
         &mut shutdown,
@@ -150,7 +157,7 @@ pub async fn run_stream(
                 .stream_name(&stream)
                 .send()
                 .await
-                .map_err(|err| (errors::classify(&err), err_text(&err)))?;
+                .map_err(|err| CallError::from_sdk(&err))?;
             Ok(output
                 .stream_description_summary()
                 .map(|summary| summary.stream_arn().to_owned())
@@ -158,7 +165,7 @@ pub async fn run_stream(
         },
     )
     .await
-    .with_context(|| format!("stream {stream:?}"))?;
+    .map_err(|err| err.of_stream(&stream))?;
     let consumer = ensure_consumer(
         &client,
         &stream_arn,
@@ -222,7 +229,7 @@ pub async fn run_stream(
             _ = list_tick.tick() => {
                 match list_shards_once(&client, &stream).await {
                     Ok(listing) => coordinator.learn(listing, false),
-                    Err((_, cause)) => warn!(stream, cause, "periodic ListShards failed"),
+                    Err(cause) => warn!(stream, cause = %cause, "periodic ListShards failed"),
                 }
             }
             _ = flush_tick.tick() => {
@@ -239,9 +246,7 @@ pub async fn run_stream(
     })
     .await;
     coordinator.readers.abort_all();
-    checkpoints
-        .flush()
-        .context("writing checkpoints at shutdown")?;
+    checkpoints.flush()?;
     if settings.deregister_on_exit {
         let arn = arn_tx.borrow().clone();
         consumer::deregister(&client, &arn).await?;
@@ -385,10 +390,10 @@ fn floor(
 ) -> Floor {
     let known = checkpoint
         .and_then(|c| {
-            checkpoint_position(c.last_sequence.as_deref(), c.last_sub_sequence)
-                .or_else(|| checkpoint_position(c.continuation.as_deref(), None))
+            checkpoint::position(c.last_sequence.as_deref(), c.last_sub_sequence)
+                .or_else(|| checkpoint::position(c.continuation.as_deref(), None))
         })
-        .or_else(|| checkpoint_position(skipped_ending, None));
+        .or_else(|| checkpoint::position(skipped_ending, None));
     match known {
         Some(position) => Floor::After {
             position,

@@ -14,7 +14,6 @@ use aws_sdk_kinesis::{
     },
 };
 use kinesis_relay_api::backoff::Backoff;
-use kinesis_relay_api::cursor::Position;
 use tokio::{
     sync::{mpsc, watch},
     time::{Instant, sleep, sleep_until, timeout},
@@ -23,9 +22,8 @@ use tracing::{debug, error, info, warn};
 
 use super::{
     IngestSettings,
-    checkpoint::Checkpoints,
-    consumer::err_text,
-    errors::{ErrorKind, classify},
+    checkpoint::{self, Checkpoints},
+    errors::{CallError, ErrorKind},
     records,
 };
 use crate::hub::{ReaderState, ShardMeta, StreamHub};
@@ -105,7 +103,7 @@ enum Ended {
     /// The subscription ended normally (lifetime) or went silent: renew now.
     Renew,
     /// An error: wait as its kind says.
-    Error(ErrorKind, String),
+    Error(CallError),
     /// Shutdown.
     Shutdown,
 }
@@ -135,7 +133,10 @@ pub async fn run_reader(ctx: ReaderContext, shard_id: String, mut from: ReadFrom
                 in_use_streak = 0;
                 Duration::ZERO
             }
-            Ended::Error(kind, cause) => {
+            Ended::Error(CallError {
+                kind,
+                message: cause,
+            }) => {
                 ctx.hub.set_state(&shard_id, ReaderState::Reconnecting);
                 ctx.hub.count_error(&shard_id, kind.label());
                 match kind {
@@ -207,8 +208,8 @@ async fn subscribe_once(
     let output = tokio::select! {
         result = timeout(ctx.settings.watchdog, call) => match result {
             Ok(Ok(output)) => output,
-            Ok(Err(err)) => return Ended::Error(classify(&err), err_text(&err)),
-            Err(_) => return Ended::Error(ErrorKind::Transient, "SubscribeToShard did not answer in time".into()),
+            Ok(Err(err)) => return Ended::Error(CallError::from_sdk(&err)),
+            Err(_) => return Ended::Error(CallError::transient("SubscribeToShard did not answer in time")),
         },
         _ = crate::stopped(&mut shutdown) => return Ended::Shutdown,
     };
@@ -241,7 +242,7 @@ async fn subscribe_once(
                 );
                 return Ended::Renew;
             }
-            Ok(Err(err)) => return Ended::Error(classify(&err), err_text(&err)),
+            Ok(Err(err)) => return Ended::Error(CallError::from_sdk(&err)),
         }
     }
 }
@@ -267,7 +268,7 @@ async fn handle_event(
     // A reader that began part way learns from its first empty event where it stands, so
     // that cursors from before it can be served from the ring once catch-up reaches it.
     if last.is_none()
-        && let Some(position) = checkpoint_position(Some(continuation), None)
+        && let Some(position) = checkpoint::position(Some(continuation), None)
     {
         ctx.hub.settle_floor(shard_id, position);
     }
@@ -318,13 +319,4 @@ async fn handle_event(
         })
         .await;
     true
-}
-
-/// The position of the last record a checkpoint says was handed to the hub.
-pub fn checkpoint_position(sequence: Option<&str>, sub_sequence: Option<u64>) -> Option<Position> {
-    let sequence = sequence?.parse().ok()?;
-    Some(Position::After {
-        sequence,
-        sub_sequence,
-    })
 }

@@ -3,7 +3,10 @@
 use aws_sdk_kinesis::Client;
 use tokio::sync::watch;
 
-use super::{IngestSettings, consumer::err_text, errors};
+use super::{
+    IngestSettings,
+    errors::{self, CallError, IngestError},
+};
 use crate::hub::ShardMeta;
 
 /// A shard the coordinator knows of.
@@ -22,7 +25,7 @@ pub(super) async fn list_shards(
     stream: &str,
     settings: &IngestSettings,
     shutdown: &mut watch::Receiver<bool>,
-) -> anyhow::Result<Vec<KnownShard>> {
+) -> Result<Vec<KnownShard>, IngestError> {
     errors::retry(settings, shutdown, "listing shards", || {
         list_shards_once(client, stream)
     })
@@ -32,7 +35,7 @@ pub(super) async fn list_shards(
 pub(super) async fn list_shards_once(
     client: &Client,
     stream: &str,
-) -> Result<Vec<KnownShard>, (errors::ErrorKind, String)> {
+) -> Result<Vec<KnownShard>, CallError> {
     let mut shards = Vec::new();
     let mut next_token: Option<String> = None;
     // Bounded: 10,000 shards at 1,000 per page.
@@ -45,7 +48,7 @@ pub(super) async fn list_shards_once(
         let output = request
             .send()
             .await
-            .map_err(|err| (errors::classify(&err), err_text(&err)))?;
+            .map_err(|err| CallError::from_sdk(&err))?;
         for shard in output.shards() {
             let parents = [shard.parent_shard_id(), shard.adjacent_parent_shard_id()]
                 .into_iter()

@@ -1,7 +1,16 @@
 //! Never twice: per shard, the last record handed out, and the cursor just after a record
 //! in the middle of a batch.
 
-use super::*;
+use std::collections::HashMap;
+
+use crate::{
+    cursor::{Cursor, CursorError, Position},
+    sequence::SequenceNumber,
+    v1,
+};
+
+/// The (sequence, sub-sequence) number of the last record handed out of a shard.
+pub(super) type LastHandedOut = (SequenceNumber, Option<u64>);
 
 /// Per shard, the last record handed out. The relay never repeats a record after a
 /// cursor; this guards the output anyway (a relay that restarted and is still re-reading
@@ -9,8 +18,8 @@ use super::*;
 #[derive(Debug, Default)]
 pub struct Delivered {
     /// Last (sequence, sub-sequence) per shard.
-    last: HashMap<String, (SequenceNumber, Option<u64>)>,
-    /// Records dropped as repeats, reported on stderr.
+    last: HashMap<String, LastHandedOut>,
+    /// Records dropped as repeats since the start, for callers that report them.
     repeats: u64,
 }
 
@@ -31,7 +40,8 @@ impl Delivered {
         }
     }
 
-    /// The records of `shard` that come after everything handed out before.
+    /// The records of `shard` that come after everything handed out before. A record whose
+    /// sequence number does not parse is kept: the guard only drops what it can order.
     pub fn admit(&mut self, shard: &str, records: Vec<v1::Record>) -> Vec<v1::Record> {
         let before = records.len();
         let mut kept = Vec::with_capacity(before);
@@ -47,26 +57,54 @@ impl Delivered {
             self.last.insert(shard.to_owned(), key);
             kept.push(record);
         }
-        let dropped = (before - kept.len()) as u64;
-        if dropped > 0 {
-            self.repeats += dropped;
-            notice!(
-                "the relay re-sent {dropped} records of shard {shard} already delivered; they were skipped"
-            );
-        }
+        self.repeats += (before - kept.len()) as u64;
         kept
+    }
+
+    /// The last position handed out of `shard`, to put back with [`Self::restore`].
+    pub(super) fn last(&self, shard: &str) -> Option<LastHandedOut> {
+        self.last.get(shard).cloned()
+    }
+
+    /// Puts back what [`Self::last`] returned, so that the records after it are admitted
+    /// again.
+    pub(super) fn restore(&mut self, shard: &str, last: Option<LastHandedOut>) {
+        match last {
+            Some(last) => self.last.insert(shard.to_owned(), last),
+            None => self.last.remove(shard),
+        };
+    }
+
+    /// Records dropped as repeats so far.
+    pub fn repeats(&self) -> u64 {
+        self.repeats
     }
 }
 
+/// Why [`cursor_after`] cannot build a cursor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CursorAfterError {
+    /// The batch's cursor does not decode.
+    #[error("decoding the relay's cursor: {0}")]
+    Cursor(#[from] CursorError),
+    /// The record's sequence number is not a number.
+    #[error("the relay sent an invalid sequence number {0:?}")]
+    Sequence(String),
+}
+
 /// The cursor to store when only the records of `batch_cursor`'s batch up to and including
-/// `last` were used (a `--count` that ends inside a batch): `batch_cursor` with the shard's
+/// `last` were used (a count that ends inside a batch): `batch_cursor` with the shard's
 /// position set back to `last`.
-pub fn cursor_after(batch_cursor: &str, shard: &str, last: &v1::Record) -> anyhow::Result<String> {
-    let mut cursor = Cursor::decode(batch_cursor).context("decoding the relay's cursor")?;
+pub fn cursor_after(
+    batch_cursor: &str,
+    shard: &str,
+    last: &v1::Record,
+) -> Result<String, CursorAfterError> {
+    let mut cursor = Cursor::decode(batch_cursor)?;
     let sequence = last
         .sequence_number
         .parse()
-        .context("the relay sent an invalid sequence number")?;
+        .map_err(|_| CursorAfterError::Sequence(last.sequence_number.clone()))?;
     cursor.shards.insert(
         shard.to_owned(),
         Position::After {
@@ -107,7 +145,7 @@ mod tests {
             2
         );
         assert_eq!(delivered.admit("b", vec![record("6", Some(1))]).len(), 0);
-        assert_eq!(delivered.repeats, 2);
+        assert_eq!(delivered.repeats(), 2);
     }
 
     #[test]
@@ -139,5 +177,13 @@ mod tests {
                 .len(),
             1
         );
+        assert!(matches!(
+            cursor_after("not a cursor!", "a", &record("1", None)),
+            Err(CursorAfterError::Cursor(_))
+        ));
+        assert!(matches!(
+            cursor_after(&text, "a", &record("x", None)),
+            Err(CursorAfterError::Sequence(_))
+        ));
     }
 }
