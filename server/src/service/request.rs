@@ -284,6 +284,10 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            status.message().contains("--max-request-bytes"),
+            "{status:?}"
+        );
 
         let unknown = read(Some("snappy"), framed(1, b"x"), 1024)
             .await

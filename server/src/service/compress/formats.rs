@@ -12,8 +12,18 @@
 //! A zstd message is frames back to back, which every zstd decoder reads as one content
 //! (RFC 8878 3.1); the parts not worth compressing go as frames of one raw block.
 
+use std::cell::RefCell;
+
 use bytes::{BufMut, BytesMut};
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+
+thread_local! {
+    // One compressor of each kind per thread, reset between pieces: a new one allocates and
+    // clears hundreds of KiB of state, more work than compressing a small piece.
+    static DEFLATE: RefCell<Option<(u32, Compress)>> = const { RefCell::new(None) };
+    static ZSTD: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+}
 
 /// Header of a gzip member: magic, DEFLATE, no flags, no time, no extra flags, unknown OS.
 pub const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
@@ -31,7 +41,23 @@ const ZSTD_RAW_MAX: usize = 0xffff + 256;
 pub fn deflate_piece(data: &[u8], level: u32) -> (Vec<u8>, Crc) {
     let mut crc = Crc::new();
     crc.update(data);
-    let mut compress = Compress::new(Compression::new(level), false);
+    let out = DEFLATE.with_borrow_mut(|slot| match slot {
+        Some((at, compress)) if *at == level => {
+            compress.reset();
+            deflate_with(compress, data)
+        }
+        _ => {
+            let mut compress = Compress::new(Compression::new(level), false);
+            let out = deflate_with(&mut compress, data);
+            *slot = Some((level, compress));
+            out
+        }
+    });
+    (out, crc)
+}
+
+/// `data` through `compress` (fresh or reset), ended with a sync flush.
+fn deflate_with(compress: &mut Compress, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() / 3 + 64);
     loop {
         if out.capacity() - out.len() < 64 {
@@ -46,7 +72,7 @@ pub fn deflate_piece(data: &[u8], level: u32) -> (Vec<u8>, Crc) {
             break;
         }
     }
-    (out, crc)
+    out
 }
 
 /// Appends `data` as stored (uncompressed) DEFLATE blocks, none of them final.
@@ -89,7 +115,15 @@ pub fn put_zstd_raw(out: &mut BytesMut, data: &[u8]) {
 
 /// `data` as one compressed zstd frame.
 pub fn zstd_frame(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
-    zstd::bulk::compress(data, level)
+    ZSTD.with_borrow_mut(|slot| {
+        if !matches!(slot, Some((at, _)) if *at == level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        match slot {
+            Some((_, compressor)) => compressor.compress(data),
+            None => zstd::bulk::compress(data, level),
+        }
+    })
 }
 
 #[cfg(test)]
