@@ -122,12 +122,11 @@ pub async fn relay(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let active = relay.hubs.iter().all(|hub| {
-            let state = hub.read();
-            state.status() == StreamStatus::Active
-                && state
-                    .shards
-                    .values()
-                    .all(|slot| slot.state == ReaderState::Reading)
+            let view = hub.view();
+            view.status() == StreamStatus::Active
+                && view
+                    .shards()
+                    .all(|shard| shard.state() == ReaderState::Reading)
         });
         if active {
             break;

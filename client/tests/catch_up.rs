@@ -40,10 +40,9 @@ async fn wait_overrun(relay: &RunningRelay, end: u64, dropped: u64) {
         "the ring to drop the records the subscriber has not read",
         || async {
             relay.hubs[0]
-                .read()
-                .shards
-                .values()
-                .all(|slot| slot.ring.end() == end && slot.ring.base() > dropped)
+                .view()
+                .shards()
+                .all(|shard| shard.end_index() == end && shard.oldest_index() > dropped)
         },
     )
     .await;
@@ -124,12 +123,11 @@ async fn start_downstream(config: RelayConfig) -> RunningRelay {
         .await
         .expect("downstream relay starts");
     eventually("the downstream relay to follow the upstream", || async {
-        let state = relay.hubs[0].read();
-        !state.shards.is_empty()
-            && state
-                .shards
-                .values()
-                .all(|slot| slot.state == kinesis_relay::hub::ReaderState::Reading)
+        let view = relay.hubs[0].view();
+        view.shards().count() > 0
+            && view
+                .shards()
+                .all(|shard| shard.state() == kinesis_relay::hub::ReaderState::Reading)
     })
     .await;
     relay

@@ -268,7 +268,7 @@ async fn an_upstream_outage_is_survived() {
     // Records written while the relay cannot reach the upstream.
     sent.extend(produce_while(&kinesis, "outage", "during", 200, 2).await);
     eventually("the relay to notice the outage", || async {
-        relay.hubs[0].read().status() == v1::StreamStatus::Degraded
+        relay.hubs[0].view().status() == v1::StreamStatus::Degraded
     })
     .await;
     proxy.restore();
@@ -322,10 +322,9 @@ async fn a_restarted_relay_resumes_after_its_checkpoint() {
     let delivery = receive(&mut subscription, second.len()).await;
     assert_eq!(sorted(check_order(&delivery.records)), sorted(second));
     let held: usize = relay.hubs[0]
-        .read()
-        .shards
-        .values()
-        .map(|s| s.ring.len())
+        .view()
+        .shards()
+        .map(|shard| shard.records_held())
         .sum();
     assert_eq!(held, 100, "the first run's records are not read again");
     relay.shutdown().await.unwrap();

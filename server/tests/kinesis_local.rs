@@ -114,10 +114,9 @@ async fn a_cursor_older_than_the_ring_resumes_from_kinesis_local_exactly_once() 
         "the ring to drop every record of the first write",
         || async {
             relay.hubs[0]
-                .read()
-                .shards
-                .values()
-                .all(|slot| slot.ring.base() > first.len() as u64)
+                .view()
+                .shards()
+                .all(|shard| shard.oldest_index() > first.len() as u64)
         },
     )
     .await;

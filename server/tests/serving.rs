@@ -138,7 +138,10 @@ async fn subscribers_with_different_filters_and_starts_get_exactly_their_records
     );
     assert_eq!(records_until_heartbeat(&mut prefix).await, 0);
 
-    let in_shard0: usize = relay.hubs[0].read().shards[&shard0].ring.len();
+    let in_shard0: usize = relay.hubs[0]
+        .view()
+        .shard(&shard0)
+        .map_or(0, |shard| shard.records_held());
     assert!(in_shard0 > 0);
     let got = receive(&mut one_shard, in_shard0).await;
     assert!(got.records.iter().all(|r| r.shard_id == shard0));
@@ -221,7 +224,7 @@ async fn a_stalled_subscriber_gets_its_policy_while_the_others_keep_up() {
             .collect();
         put(&kinesis, "stall", &records).await;
         assert!(
-            relay.hubs[0].read().bytes <= ring,
+            relay.hubs[0].view().bytes_held() <= ring,
             "the ring stays within its bound"
         );
     }
@@ -323,7 +326,7 @@ async fn resuming_with_the_cursor_across_a_split_has_no_gap_and_no_repeat() {
         .await
         .unwrap();
     eventually("the relay to read the children", || async {
-        relay.hubs[0].read().shards.len() == 3
+        relay.hubs[0].view().shards().count() == 3
     })
     .await;
     put(&kinesis, "resume", &numbered("two", 100, 8)).await;
@@ -478,10 +481,9 @@ async fn with_catch_up_off_a_position_older_than_the_ring_is_out_of_range() {
     put(&kinesis, "range", &big).await;
     eventually("the early records to be evicted", || async {
         relay.hubs[0]
-            .read()
-            .shards
-            .values()
-            .all(|s| s.ring.base() > 10)
+            .view()
+            .shards()
+            .all(|shard| shard.oldest_index() > 10)
     })
     .await;
     let status = grpc
@@ -677,8 +679,8 @@ async fn records_age_out_of_an_idle_stream() {
     eventually(
         "the idle ring to drop records older than its age limit",
         || async {
-            let state = second.hubs[0].read();
-            state.bytes == 0 && state.shards.values().all(|s| s.ring.is_empty())
+            let view = second.hubs[0].view();
+            view.bytes_held() == 0 && view.shards().all(|shard| shard.records_held() == 0)
         },
     )
     .await;

@@ -78,13 +78,12 @@ pub async fn start_relay(emulator: &Emulator, config: RelayConfig) -> RunningRel
 pub async fn wait_active(relay: &RunningRelay) {
     for hub in &relay.hubs {
         eventually("the relay to read every shard", || async {
-            let state = hub.read();
-            state.status() == v1::StreamStatus::Active
-                && !state.shards.is_empty()
-                && state
-                    .shards
-                    .values()
-                    .all(|slot| slot.finished() || slot.state == ReaderState::Reading)
+            let view = hub.view();
+            view.status() == v1::StreamStatus::Active
+                && view.shards().count() > 0
+                && view
+                    .shards()
+                    .all(|shard| shard.finished() || shard.state() == ReaderState::Reading)
         })
         .await;
     }
@@ -97,7 +96,7 @@ pub fn held(relay: &RunningRelay, stream: &str) -> usize {
         .iter()
         .find(|hub| hub.name() == stream)
         .unwrap_or_else(|| panic!("the relay serves {stream}"));
-    hub.read().shards.values().map(|slot| slot.ring.len()).sum()
+    hub.view().shards().map(|shard| shard.records_held()).sum()
 }
 
 /// Waits until the relay's rings hold at least `n` records of `stream`.

@@ -40,13 +40,13 @@ use kinesis_relay_api::cursor::Position;
 use tokio::sync::watch;
 
 pub use self::state::{
-    ConsumerInfo, ReaderState, RingLimits, ShardCounters, ShardMeta, ShardSlot, StreamCounters,
-    StreamState,
+    ConsumerInfo, ReaderState, RingLimits, ShardCounters, ShardMeta, StreamCounters,
 };
 pub use self::view::{Missed, SeekTo, ShardView, StreamView};
 use self::{
     entry::{Entry, RelayRecord},
     ring::{Floor, ShardRing},
+    state::{ShardSlot, StreamState},
 };
 
 /// Everything the relay holds of one stream.
@@ -100,9 +100,9 @@ impl StreamHub {
         StreamView::new(self.read())
     }
 
-    /// The state itself, for the hub's own tests and for the integration tests' helpers
-    /// not yet moved to [`StreamHub::view`]; everything else reads through the view.
-    pub fn read(&self) -> RwLockReadGuard<'_, StreamState> {
+    /// The state itself: only the hub reads it so; everything else reads through
+    /// [`StreamHub::view`].
+    fn read(&self) -> RwLockReadGuard<'_, StreamState> {
         self.state
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

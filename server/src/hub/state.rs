@@ -65,24 +65,24 @@ pub struct ShardMeta {
     pub hash_key_range: (String, String),
 }
 
-/// One shard in the hub.
+/// One shard in the hub (read outside `hub/` through [`super::ShardView`]).
 #[derive(Debug)]
-pub struct ShardSlot {
+pub(super) struct ShardSlot {
     /// What Kinesis says of it.
-    pub meta: ShardMeta,
+    pub(super) meta: ShardMeta,
     /// Its records.
-    pub ring: ShardRing,
+    pub(super) ring: ShardRing,
     /// Reader progress.
-    pub state: ReaderState,
+    pub(super) state: ReaderState,
     /// Child shards, known once the shard ended.
-    pub children: Vec<String>,
+    pub(super) children: Vec<String>,
     /// Distance to the tip of the shard, from the last event.
-    pub millis_behind: i64,
+    pub(super) millis_behind: i64,
     /// Position of the last record appended; appends at or before it are dropped as
     /// duplicates (a renewed or taken-over subscription may repeat records).
-    pub last_position: Option<Position>,
+    pub(super) last_position: Option<Position>,
     /// Counters of this shard's reading, for metrics.
-    pub counters: ShardCounters,
+    pub(super) counters: ShardCounters,
 }
 
 /// What happened to a shard's reading since the relay started.
@@ -117,12 +117,12 @@ pub struct StreamCounters {
 
 impl ShardSlot {
     /// Whether every record of the shard is in (or has passed through) the ring.
-    pub fn finished(&self) -> bool {
+    pub(super) fn finished(&self) -> bool {
         self.state == ReaderState::Finished
     }
 
     /// Sequence number of the last record relayed.
-    pub fn last_sequence(&self) -> Option<&SequenceNumber> {
+    pub(super) fn last_sequence(&self) -> Option<&SequenceNumber> {
         match &self.last_position {
             Some(Position::After { sequence, .. }) => Some(sequence),
             _ => None,
@@ -141,24 +141,24 @@ pub struct ConsumerInfo {
     pub status: String,
 }
 
-/// The mutable part of a stream hub.
+/// The mutable part of a stream hub (read outside `hub/` through [`super::StreamView`]).
 #[derive(Debug, Default)]
-pub struct StreamState {
+pub(super) struct StreamState {
     /// Shards by id.
-    pub shards: BTreeMap<String, ShardSlot>,
+    pub(super) shards: BTreeMap<String, ShardSlot>,
     /// Bytes held by all rings.
-    pub bytes: usize,
+    pub(super) bytes: usize,
     /// The consumer.
-    pub consumer: ConsumerInfo,
+    pub(super) consumer: ConsumerInfo,
     /// Whether ingest has listed the shards (before that the stream is STARTING).
-    pub started: bool,
+    pub(super) started: bool,
     /// Whether ingest stopped.
-    pub stopped: bool,
+    pub(super) stopped: bool,
 }
 
 impl StreamState {
     /// The overall status for `ListStreams` and `DescribeStream`.
-    pub fn status(&self) -> v1::StreamStatus {
+    pub(super) fn status(&self) -> v1::StreamStatus {
         if self.stopped {
             v1::StreamStatus::Stopped
         } else if !self.started {
@@ -175,12 +175,12 @@ impl StreamState {
     }
 
     /// Open shards (not finished).
-    pub fn open_shards(&self) -> usize {
+    pub(super) fn open_shards(&self) -> usize {
         self.shards.values().filter(|slot| !slot.finished()).count()
     }
 
     /// Oldest arrival time held across shards.
-    pub fn oldest_arrival(&self) -> Option<SystemTime> {
+    pub(super) fn oldest_arrival(&self) -> Option<SystemTime> {
         self.shards
             .values()
             .filter_map(|slot| slot.ring.front().map(|entry| entry.arrival))
