@@ -293,6 +293,57 @@ async fn a_relay_fed_by_a_relay_delivers_the_same_records_and_cursors_work_on_bo
 }
 
 #[tokio::test]
+async fn a_relay_fed_by_a_relay_resumes_after_a_restart_where_its_checkpoint_says() {
+    let emulator = fast_emulator()
+        .stream("tree-resume", 1)
+        .start()
+        .await
+        .unwrap();
+    let first = start_relay(&emulator, fast_config(&["tree-resume"])).await;
+    wait_active(&first).await;
+    let state_dir =
+        std::env::temp_dir().join(format!("relay-upstream-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state_dir);
+    let mut config = fast_config(&["tree-resume"]);
+    config.ingest.upstream = Some(UpstreamRelay {
+        url: format!("http://{}", first.local_addr),
+        token: None,
+        ca_cert: None,
+    });
+    config.ingest.state_dir = Some(state_dir.clone());
+    // Without a saved position, a restart would read only what arrives after it.
+    config.ingest.initial_position = kinesis_relay::ingest::InitialPosition::Latest;
+    let second = kinesis_relay::start(config.clone(), client_for("http://127.0.0.1:9"))
+        .await
+        .unwrap();
+    wait_active(&second).await;
+    let kinesis = client_for(&emulator.endpoint_url());
+    put(&kinesis, "tree-resume", &numbered("before", 20, 1)).await;
+    wait_held(&second, "tree-resume", 20).await;
+    second.shutdown().await.unwrap();
+    // The upstream position is kept per shard, in the checkpoint file of the stream.
+    let saved = std::fs::read_to_string(state_dir.join("tree-resume.checkpoints.json")).unwrap();
+    assert!(saved.contains("last_sequence"), "{saved}");
+
+    put(&kinesis, "tree-resume", &numbered("during", 15, 1)).await;
+    let second = kinesis_relay::start(config, client_for("http://127.0.0.1:9"))
+        .await
+        .unwrap();
+    wait_active(&second).await;
+    wait_held(&second, "tree-resume", 15).await;
+    let mut from_second = connect(second.local_addr).await;
+    let mut stream = subscribe(&mut from_second, earliest("tree-resume")).await;
+    let got = receive(&mut stream, 15).await;
+    let data = check_order(&got.records);
+    assert!(data.iter().all(|d| d.starts_with("during")), "{data:?}");
+    drop(stream);
+    second.shutdown().await.unwrap();
+    first.shutdown().await.unwrap();
+    emulator.shutdown().await;
+    std::fs::remove_dir_all(&state_dir).unwrap();
+}
+
+#[tokio::test]
 async fn the_embedded_emulator_keeps_only_what_the_relay_can_replay() {
     let streams = ["embedded-retention".to_owned()];
     let embedded = kinesis_relay::embedded::start(&streams, 1, Duration::from_secs(1), None)
