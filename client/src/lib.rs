@@ -6,7 +6,9 @@
 //! # Layout
 //! - [`cli`]: command-line flags (the doc comments are the `--help` text).
 //! - [`connect`]: URL, TLS, bearer token and deadlines of a connection.
-//! - [`resume`]: a subscription that reconnects with backoff and resumes from its cursor.
+//! - [`resume`]: a subscription that reconnects with backoff and resumes from its cursor:
+//!   the API crate's resuming subscriber (`kinesis_relay_api::subscriber`) with this
+//!   client's connection, failure classes and stderr reports.
 //! - [`subscribe`]: the `subscribe` command: print, stop conditions, checkpoint.
 //! - [`output`]: the record formats (`text`, `json`, `raw`, `base64`) and stderr notices.
 //! - [`checkpoint`]: the cursor file, written atomically.
