@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`config`]: command-line flags.
-//! - [`ingest`]: the upstream half: consumer, shard readers, resharding, checkpoints.
+//! - [`ingest`]: the upstream half: where records come from (`ingest::Source`: Kinesis, or
+//!   another relay), consumer, shard readers, resharding, checkpoints.
 //! - [`hub`]: what the relay holds of each stream: one ring of encoded records per shard.
 //! - [`catchup`]: records older than the rings, read from Kinesis with GetRecords.
 //! - [`subscription`]: one subscriber's positions, filter and lag policy over the hub.
