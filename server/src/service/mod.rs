@@ -5,8 +5,8 @@
 //! - `relay.rs`: request handling.
 //! - `feed.rs`: each subscriber's response stream.
 //! - `validate.rs`: request field checks.
-//! - `encode.rs`: response bytes from pre-encoded records.
-//! - `subscribe_call.rs`: Subscribe over HTTP/2, writing those bytes as they are.
+//! - `subscribe_call.rs`: Subscribe over HTTP/2, writing the bytes of `crate::wire` as they
+//!   are.
 //! - `stream_body.rs`: the server-streaming response body for pre-encoded messages.
 //! - `compress/`: compressed Subscribe responses, each block compressed once and shared.
 //! - `request.rs`: request messages: size limit, compression, one message for Subscribe.
@@ -14,7 +14,6 @@
 //!   request bodies).
 
 pub mod compress;
-pub mod encode;
 mod feed;
 pub mod grpc_web;
 pub mod relay;
