@@ -209,10 +209,13 @@ pub async fn produce_with(
     if let Some(progress) = progress {
         let _ = progress.await;
     }
+    // Aborted, then awaited: no task of the run outlives it.
     ctrl_c.abort();
+    let _ = ctrl_c.await;
     let read_result = if finished.fatal.is_some() {
         // The reader may be blocked on a full queue that nobody drains any more.
         reader.abort();
+        let _ = reader.await;
         Ok(0)
     } else {
         reader.await.context("input task")?

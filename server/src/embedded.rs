@@ -56,10 +56,15 @@ pub async fn start(
 }
 
 impl Embedded {
-    /// Stops the demo producers and the emulator.
+    /// Stops the demo producers (waiting until they have ended, so that none writes to
+    /// the emulator while it shuts down) and the emulator.
     pub async fn stop(self) {
-        for producer in self.producers {
+        for producer in &self.producers {
             producer.abort();
+        }
+        for producer in self.producers {
+            // Cancelled, the expected end; a panic was already reported by the runtime.
+            let _ = producer.await;
         }
         self.emulator.shutdown().await;
     }

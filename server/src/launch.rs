@@ -49,8 +49,11 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
         admin: cli.admin(),
     };
     tracing::info!(config = %cli.describe(), "resolved configuration");
-    let relay = crate::start(config, client).await?;
-    let result = relay.run_until(shutdown).await;
+    // A relay that fails to start still stops the embedded emulator and its producers.
+    let result = match crate::start(config, client).await {
+        Ok(relay) => relay.run_until(shutdown).await,
+        Err(err) => Err(err),
+    };
     if let Some(embedded) = embedded {
         // Bounded like the relay's own shutdown: the process exits promptly whatever the
         // emulator's connections do.

@@ -215,6 +215,12 @@ pub async fn start(config: RelayConfig, client: Client) -> anyhow::Result<Runnin
         Some(client) => {
             let thread = catchup::thread::start(shutdown_rx.clone())
                 .context("starting the catch-up thread")?;
+            // Shutdown waits for the thread (and the readers on it) like any task.
+            tasks.spawn(finishes(catchup::thread::wait_ended(
+                thread.ended,
+                shutdown_rx.clone(),
+            )));
+            let thread = thread.handle;
             let turns = Turns::per_worker();
             hubs.iter()
                 .map(|hub| {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::Client;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
 
 use crate::aggregator::Aggregator;
 use crate::batcher::{Admit, Batch};
@@ -30,14 +30,12 @@ use crate::summary::Stats;
 mod outcome;
 mod resharding;
 
+pub use outcome::backoff;
+
 /// The lane of records whose shard is unknown (no shard map, or a gap while resharding).
 const UNKNOWN_SHARD: &str = "?";
 /// Least time between two shard map refreshes asked for by surprising responses.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(2);
-/// First retry backoff; it doubles per attempt.
-const BACKOFF_BASE: Duration = Duration::from_millis(100);
-/// Longest retry backoff.
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// Rejections printed one by one before they are only counted.
 const REJECTIONS_SHOWN: u64 = 10;
 /// Input items taken in one go before the lanes are looked at again.
@@ -120,8 +118,11 @@ pub struct Pipeline {
     results_tx: mpsc::Sender<BatchResult>,
     /// The receiving end.
     results_rx: mpsc::Receiver<BatchResult>,
-    /// A ListShards in progress.
-    refresh: Option<JoinHandle<Result<ShardMap, ProducerError>>>,
+    /// The sender tasks: a run ends only after each has ended, and a run that fails
+    /// (dropping the dispatcher) aborts those still sending.
+    senders: JoinSet<()>,
+    /// A ListShards in progress (at most one), aborted if the dispatcher is dropped.
+    refresh: JoinSet<Result<ShardMap, ProducerError>>,
     /// When the shard map is next re-read anyway.
     next_refresh: Instant,
     /// When a refresh was last started.
@@ -166,7 +167,8 @@ impl Pipeline {
             buffered: 0,
             results_tx,
             results_rx,
-            refresh: None,
+            senders: JoinSet::new(),
+            refresh: JoinSet::new(),
             last_refresh: now,
             fatal: None,
             draining: false,
@@ -194,9 +196,13 @@ impl Pipeline {
                 && self.buffered < self.config.max_buffered_records;
             tokio::select! {
                 biased;
-                Some(result) = self.results_rx.recv() => self.on_result(result),
-                refreshed = async { self.refresh.as_mut().expect("guarded").await }, if self.refresh.is_some() => {
-                    self.refresh = None;
+                Some(result) = self.results_rx.recv() => {
+                    self.on_result(result);
+                    // Its sender has ended or is about to: reap the ended ones, so that the
+                    // set holds only the requests in flight.
+                    while self.senders.try_join_next().is_some() {}
+                }
+                Some(refreshed) = self.refresh.join_next(), if !self.refresh.is_empty() => {
                     match refreshed {
                         Ok(Ok(map)) => self.apply_map(map, Instant::now()),
                         Ok(Err(err @ ProducerError::StreamNotFound { .. })) => self.set_fatal(err),
@@ -226,6 +232,11 @@ impl Pipeline {
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
         }
+        // Every sender has reported: each ends right after. A refresh still listing shards
+        // is of no use any more.
+        while self.senders.join_next().await.is_some() {}
+        self.refresh.abort_all();
+        while self.refresh.join_next().await.is_some() {}
         self.failed.flush()?;
         Ok(Finished {
             fatal: self.fatal,
@@ -362,7 +373,7 @@ impl Pipeline {
         let stream = self.config.stream.clone();
         let region = self.config.region.clone();
         let results = self.results_tx.clone();
-        tokio::spawn(async move {
+        self.senders.spawn(async move {
             let result = put_records(&client, &stream, &region, entries).await;
             // The dispatcher outlives every sender task it spawned.
             let _ = results.send(result).await;
@@ -422,27 +433,5 @@ fn new_lane(config: &Config, id: &str, now: Instant) -> Lane {
         paused_until: None,
         in_flight: 0,
         aggregator: config.aggregate_max_bytes.map(Aggregator::new),
-    }
-}
-
-/// The backoff before retry number `attempts` (1 for the first): the workspace's one
-/// formula, exponential with equal jitter.
-pub fn backoff(attempts: u32) -> Duration {
-    kinesis_relay_api::backoff::delay(BACKOFF_BASE, BACKOFF_MAX, attempts.saturating_sub(1))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_with_jitter_and_caps() {
-        for _ in 0..100 {
-            let first = backoff(1);
-            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
-            let third = backoff(3);
-            assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
-            assert!(backoff(40) <= BACKOFF_MAX);
-        }
     }
 }

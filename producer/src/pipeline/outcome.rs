@@ -128,3 +128,30 @@ impl Pipeline {
         }
     }
 }
+
+/// First retry backoff; it doubles per attempt.
+const BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// Longest retry backoff.
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// The backoff before retry number `attempts` (1 for the first): the workspace's one
+/// formula, exponential with equal jitter.
+pub fn backoff(attempts: u32) -> Duration {
+    kinesis_relay_api::backoff::delay(BACKOFF_BASE, BACKOFF_MAX, attempts.saturating_sub(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        for _ in 0..100 {
+            let first = backoff(1);
+            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+            let third = backoff(3);
+            assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
+            assert!(backoff(40) <= BACKOFF_MAX);
+        }
+    }
+}

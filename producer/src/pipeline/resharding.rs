@@ -6,7 +6,8 @@ use super::*;
 
 impl Pipeline {
     pub(super) fn request_refresh(&mut self, now: Instant) {
-        if self.refresh.is_some() || now.duration_since(self.last_refresh) < MIN_REFRESH_INTERVAL {
+        if !self.refresh.is_empty() || now.duration_since(self.last_refresh) < MIN_REFRESH_INTERVAL
+        {
             return;
         }
         self.last_refresh = now;
@@ -14,9 +15,8 @@ impl Pipeline {
         let client = self.client.clone();
         let stream = self.config.stream.clone();
         let region = self.config.region.clone();
-        self.refresh = Some(tokio::spawn(async move {
-            ShardMap::list(&client, &stream, &region).await
-        }));
+        self.refresh
+            .spawn(async move { ShardMap::list(&client, &stream, &region).await });
     }
 
     /// Installs a new shard map: lanes for new shards, queued entries of closed shards

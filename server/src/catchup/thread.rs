@@ -17,18 +17,31 @@
 
 use std::io;
 
-use tokio::{runtime::Handle, sync::watch};
+use tokio::{
+    runtime::Handle,
+    sync::{oneshot, watch},
+};
 use tracing::warn;
 
-/// Starts the catch-up thread and returns a handle to spawn readers on. The thread runs
-/// until `shutdown` turns true (or its sender is dropped); readers still running then are
-/// dropped with it.
-pub fn start(shutdown: watch::Receiver<bool>) -> io::Result<Handle> {
+/// The running catch-up thread.
+#[derive(Debug)]
+pub struct CatchUpThread {
+    /// Where readers are spawned.
+    pub handle: Handle,
+    /// Resolves once the thread has ended and dropped the readers still running on it (an
+    /// error if it panicked), so that shutdown can wait for it as for the relay's tasks.
+    pub ended: oneshot::Receiver<()>,
+}
+
+/// Starts the catch-up thread. The thread runs until `shutdown` turns true (or its sender
+/// is dropped); readers still running then are dropped with its runtime.
+pub fn start(shutdown: watch::Receiver<bool>) -> io::Result<CatchUpThread> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("catch-up")
         .build()?;
     let handle = runtime.handle().clone();
+    let (ended_tx, ended) = oneshot::channel();
     std::thread::Builder::new()
         .name("catch-up".into())
         .spawn(move || {
@@ -37,8 +50,23 @@ pub fn start(shutdown: watch::Receiver<bool>) -> io::Result<Handle> {
             }
             let mut shutdown = shutdown;
             runtime.block_on(crate::stopped(&mut shutdown));
+            drop(runtime);
+            let _ = ended_tx.send(());
         })?;
-    Ok(handle)
+    Ok(CatchUpThread { handle, ended })
+}
+
+/// Resolves once the catch-up thread has ended (`ended`, from [`start`]): at shutdown, its
+/// readers dropped. The relay runs it in its task set, so that shutdown waits for the
+/// thread like any task. A thread that panicked is logged and this waits for shutdown
+/// anyway: the relay's tasks end only then, and live subscribers do not need the thread.
+pub async fn wait_ended(ended: oneshot::Receiver<()>, mut shutdown: watch::Receiver<bool>) {
+    if ended.await.is_err() {
+        tracing::error!(
+            "the catch-up thread panicked: old positions can no longer be read from Kinesis"
+        );
+        crate::stopped(&mut shutdown).await;
+    }
 }
 
 /// Gives the calling thread the lowest priority: `SCHED_IDLE` (and the lowest nice value)
@@ -63,12 +91,14 @@ pub fn lowest_priority() -> Result<(), String> {
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
     fn runs_tasks_at_the_lowest_priority_until_shutdown() {
         let (stop, shutdown) = watch::channel(false);
-        let handle = start(shutdown).expect("thread starts");
+        let CatchUpThread { handle, ended } = start(shutdown).expect("thread starts");
         let (tx, rx) = std::sync::mpsc::channel();
         handle.spawn(async move {
             let _ = tx.send(thread_priority::thread_schedule_policy().ok());
@@ -83,5 +113,50 @@ mod tests {
             ))
         );
         stop.send_replace(true);
+        // It ends at shutdown, its readers dropped with it.
+        ended
+            .blocking_recv()
+            .expect("the thread ends without panicking");
+    }
+
+    #[tokio::test]
+    async fn shutdown_waits_for_the_thread_and_its_readers() {
+        let (stop, shutdown) = watch::channel(false);
+        let CatchUpThread { handle, ended } = start(shutdown.clone()).expect("thread starts");
+        // A reader that never ends by itself, holding `alive` open.
+        let (alive, mut reader_gone) = oneshot::channel::<()>();
+        handle.spawn(async move {
+            let _alive = alive;
+            std::future::pending::<()>().await;
+        });
+        let mut waiting = tokio::spawn(wait_ended(ended, shutdown));
+        let early = tokio::time::timeout(Duration::from_millis(100), &mut waiting).await;
+        assert!(early.is_err(), "the thread runs until shutdown");
+        stop.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the thread ends at shutdown")
+            .expect("no panic");
+        assert_eq!(
+            reader_gone.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed),
+            "the readers were dropped before the wait ended"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_thread_that_died_early_is_waited_for_until_shutdown() {
+        let (stop, shutdown) = watch::channel(false);
+        // Its sender dropped unsent, as when the thread panics.
+        let (died, ended) = oneshot::channel::<()>();
+        drop(died);
+        let mut waiting = tokio::spawn(wait_ended(ended, shutdown));
+        let early = tokio::time::timeout(Duration::from_millis(100), &mut waiting).await;
+        assert!(early.is_err(), "ending early would stop the relay");
+        stop.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("it ends at shutdown")
+            .expect("no panic");
     }
 }
