@@ -24,6 +24,7 @@ use crate::{
     connections::limits::{CloseReason, ConnectionTable},
     hub::{ReaderState, StreamHub, delay::DelaySnapshot, ends::SubscriberEnd},
     ingest::records::CORRUPT_AGGREGATES,
+    service::compress::{CompressionCounters, ResponseEncoding},
 };
 
 /// Reads the hubs at each scrape.
@@ -245,8 +246,47 @@ impl Collector for HubCollector {
             &oldest_age,
         )?;
         self.encode_connections(e)?;
-        self.encode_catch_up(e)
+        self.encode_catch_up(e)?;
+        encode_compression(e)
     }
+}
+
+/// What Subscribe response compression did, by encoding.
+fn encode_compression(e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    type Read = fn(&CompressionCounters) -> &AtomicU64;
+    let counters: [(&str, &str, Read); 4] = [
+        (
+            "kinesis_relay_compressed_pieces_sent",
+            "Pieces of record blocks sent compressed in Subscribe responses.",
+            |c| &c.pieces_sent,
+        ),
+        (
+            "kinesis_relay_compressed_pieces_compressed",
+            "Pieces compressed; the other pieces sent were shared from the cache.",
+            |c| &c.pieces_compressed,
+        ),
+        (
+            "kinesis_relay_compression_input_bytes",
+            "Bytes of records compressed.",
+            |c| &c.bytes_in,
+        ),
+        (
+            "kinesis_relay_compression_output_bytes",
+            "Bytes they compressed to.",
+            |c| &c.bytes_out,
+        ),
+    ];
+    for (name, help, read) in counters {
+        let values: Vec<(Labels, u64)> = ResponseEncoding::ALL
+            .iter()
+            .map(|encoding| {
+                let value = read(encoding.counters()).load(Ordering::Relaxed);
+                (vec![("encoding", encoding.name().to_owned())], value)
+            })
+            .collect();
+        counter(e, name, help, &values)?;
+    }
+    Ok(())
 }
 
 impl HubCollector {

@@ -105,6 +105,7 @@ fn json_records(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
 async fn relay_with_json(stream: &str, compress: bool) -> (Emulator, RunningRelay, Vec<String>) {
     let mut config = fast_config(&[stream]);
     config.transport.compress_responses = compress;
+    config.admin.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     let (emulator, relay) = relay_on_one_shard(stream, config).await;
     let records = json_records(stream, RECORDS);
     let kinesis = kinesis_relay::embedded::client_for(&emulator.endpoint_url());
@@ -203,8 +204,44 @@ async fn tonic_clients_accepting_gzip_or_zstd_get_every_record_compressed() {
             assert_uncompressed(&what, proxy.down(), &data);
         }
     }
+    // The metrics say what was compressed (process-wide counters: other tests add to them).
+    let metrics = metrics_page(relay.metrics_addr.unwrap()).await;
+    for encoding in ["gzip", "zstd"] {
+        let labels = format!("encoding=\"{encoding}\"");
+        let sent = metric(&metrics, "kinesis_relay_compressed_pieces_sent", &labels);
+        let compressed = metric(
+            &metrics,
+            "kinesis_relay_compressed_pieces_compressed",
+            &labels,
+        );
+        let (bytes_in, bytes_out) = (
+            metric(&metrics, "kinesis_relay_compression_input_bytes", &labels),
+            metric(&metrics, "kinesis_relay_compression_output_bytes", &labels),
+        );
+        assert!(
+            sent.unwrap() >= compressed.unwrap() && compressed.unwrap() > 0.0,
+            "{encoding}"
+        );
+        assert!(bytes_out.unwrap() * 4.0 < bytes_in.unwrap(), "{encoding}");
+    }
     relay.shutdown().await.unwrap();
     emulator.shutdown().await;
+}
+
+/// The relay's `/metrics`, asked over HTTP/1.0 so that the body is not chunked (a chunk
+/// boundary could split a sample's line).
+async fn metrics_page(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: relay\r\n\r\n")
+        .await
+        .unwrap();
+    let mut page = String::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_string(&mut page))
+        .await
+        .expect("the metrics arrive")
+        .unwrap();
+    page
 }
 
 /// What a raw HTTP/2 Subscribe call got: its `grpc-encoding` header, the compressed flag

@@ -16,7 +16,10 @@
 mod cache;
 mod formats;
 
-use std::ops::Range;
+use std::{
+    ops::Range,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use flate2::Crc;
@@ -31,6 +34,43 @@ const PIECE_ALIGN: usize = 32 << 10;
 /// load, enough for every subscriber near the tip to find the pieces it is sent; one that
 /// lags further compresses its own.
 const CACHE_BUDGET: usize = 4 << 20;
+
+/// What compression did for one encoding, process-wide (every relay in the process), read
+/// by `crate::metrics` at each scrape: pieces sent against pieces compressed is how much
+/// the cache shares.
+#[derive(Debug)]
+pub struct CompressionCounters {
+    /// Pieces of blocks put into responses.
+    pub pieces_sent: AtomicU64,
+    /// Pieces compressed (the others sent were found compressed in the cache).
+    pub pieces_compressed: AtomicU64,
+    /// Bytes of the pieces compressed.
+    pub bytes_in: AtomicU64,
+    /// What they compressed to.
+    pub bytes_out: AtomicU64,
+}
+
+impl CompressionCounters {
+    const fn new() -> Self {
+        Self {
+            pieces_sent: AtomicU64::new(0),
+            pieces_compressed: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a piece compressed from `bytes_in` bytes to `bytes_out`.
+    fn compressed(&self, bytes_in: usize, bytes_out: usize) {
+        self.pieces_compressed.fetch_add(1, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes_in as u64, Ordering::Relaxed);
+        self.bytes_out
+            .fetch_add(bytes_out as u64, Ordering::Relaxed);
+    }
+}
+
+static GZIP_COUNTERS: CompressionCounters = CompressionCounters::new();
+static ZSTD_COUNTERS: CompressionCounters = CompressionCounters::new();
 
 /// A compression a Subscribe response can be sent with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +87,17 @@ impl ResponseEncoding {
         match self {
             ResponseEncoding::Gzip => "gzip",
             ResponseEncoding::Zstd => "zstd",
+        }
+    }
+
+    /// Both encodings.
+    pub const ALL: [ResponseEncoding; 2] = [ResponseEncoding::Gzip, ResponseEncoding::Zstd];
+
+    /// What compression did for this encoding.
+    pub fn counters(self) -> &'static CompressionCounters {
+        match self {
+            ResponseEncoding::Gzip => &GZIP_COUNTERS,
+            ResponseEncoding::Zstd => &ZSTD_COUNTERS,
         }
     }
 
@@ -133,8 +184,10 @@ impl ResponseCompression {
                 continue;
             }
             for piece in pieces(segment) {
+                GZIP_COUNTERS.pieces_sent.fetch_add(1, Ordering::Relaxed);
                 let compressed = self.gzip.get_or_compress(&piece, |data| {
                     let (deflate, crc) = formats::deflate_piece(data, self.level);
+                    GZIP_COUNTERS.compressed(data.len(), deflate.len());
                     GzipPiece {
                         deflate: Bytes::from(deflate),
                         crc,
@@ -162,9 +215,10 @@ impl ResponseCompression {
                 continue;
             }
             for piece in pieces(segment) {
+                ZSTD_COUNTERS.pieces_sent.fetch_add(1, Ordering::Relaxed);
                 let compressed = self.zstd.get_or_compress(&piece, |data| {
                     let level = i32::try_from(self.level).unwrap_or(3);
-                    match formats::zstd_frame(data, level) {
+                    let frame = match formats::zstd_frame(data, level) {
                         Ok(frame) => Bytes::from(frame),
                         // zstd fails only for want of memory; the bytes still go, raw.
                         Err(_) => {
@@ -172,7 +226,9 @@ impl ResponseCompression {
                             formats::put_zstd_raw(&mut raw, data);
                             raw.freeze()
                         }
-                    }
+                    };
+                    ZSTD_COUNTERS.compressed(data.len(), frame.len());
+                    frame
                 });
                 if !own.is_empty() {
                     out.push(own.split().freeze());
@@ -271,6 +327,15 @@ mod tests {
                     "{encoding:?}"
                 );
             }
+            let counters = encoding.counters();
+            assert!(
+                counters.pieces_sent.load(Ordering::Relaxed)
+                    > counters.pieces_compressed.load(Ordering::Relaxed)
+            );
+            assert!(
+                counters.bytes_out.load(Ordering::Relaxed) * 4
+                    < counters.bytes_in.load(Ordering::Relaxed)
+            );
             let (hits, misses) = compression.stats();
             let (hits, misses) = (hits - before.0, misses - before.1);
             // The second message compressed nothing; the third only its first piece.
