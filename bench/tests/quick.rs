@@ -102,3 +102,50 @@ fn soak_run_leaves_no_descriptor_behind() {
     );
     assert!(stdout.contains("| open files |"), "{stdout}");
 }
+
+#[test]
+fn compressed_subscribers_get_every_record_in_fewer_bytes() {
+    // One relay cell with JSON records: uncompressed, then subscribers accepting zstd. Only
+    // the relay runs, so no peer is needed.
+    let wire = |accept: &str| -> f64 {
+        let out = tempfile::tempdir().expect("temp dir");
+        let status = Command::new(env!("CARGO_BIN_EXE_kinesis-relay-bench"))
+            .args([
+                "--quick",
+                "--systems",
+                "relay",
+                "--subscribers",
+                "2",
+                "--json-payloads",
+                "--subscriber-compression",
+                accept,
+                "--out",
+            ])
+            .arg(out.path())
+            .status()
+            .expect("the bench binary runs");
+        assert!(
+            status.success(),
+            "bench --subscriber-compression {accept} failed"
+        );
+        let csv = std::fs::read_to_string(out.path().join("results.csv")).expect("results.csv");
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+        let column = |name: &str| header.iter().position(|h| *h == name).expect(name);
+        let line = lines.next().expect("one cell");
+        let fields: Vec<&str> = line.splitn(header.len(), ',').collect();
+        assert_eq!(fields[column("error")], "\"\"", "{line}");
+        assert_eq!(fields[column("gaps")], "0", "{line}");
+        assert_eq!(fields[column("repeats")], "0", "{line}");
+        fields[column("wire_bytes_per_record")]
+            .parse()
+            .expect("wire bytes")
+    };
+    let (plain, zstd) = (wire("none"), wire("zstd"));
+    // 1 KiB records: about 1 KiB each on the wire plain, a small fraction with zstd.
+    assert!(plain > 900.0, "uncompressed: {plain} bytes per record");
+    assert!(
+        zstd * 4.0 < plain,
+        "zstd: {zstd} bytes per record, {plain} uncompressed"
+    );
+}
