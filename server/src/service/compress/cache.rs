@@ -20,6 +20,10 @@ pub struct PieceCache<P> {
     budget: usize,
 }
 
+/// Most pieces held, whatever their size: pieces of a few records each (subscribers at the
+/// tip of a slow stream) must not grow the map past a few MiB of entries.
+const MAX_PIECES: usize = 16_384;
+
 struct Inner<P> {
     slots: HashMap<(usize, usize), Arc<Slot<P>>>,
     /// Keys oldest first: responses carry records in the order they arrived, so the oldest
@@ -72,7 +76,7 @@ impl<P> PieceCache<P> {
                 inner.slots.insert(key, slot.clone());
                 inner.order.push_back(key);
                 inner.held += source.len();
-                while inner.held > self.budget {
+                while inner.held > self.budget || inner.order.len() > MAX_PIECES {
                     let Some(oldest) = inner.order.pop_front() else {
                         break;
                     };
@@ -131,5 +135,15 @@ mod tests {
             0
         });
         assert_eq!(again, 1, "an evicted piece is compressed again");
+    }
+
+    #[test]
+    fn many_small_pieces_are_bounded_in_number() {
+        let cache = PieceCache::new(usize::MAX);
+        let block = Bytes::from(vec![1u8; MAX_PIECES + 100]);
+        for at in 0..MAX_PIECES + 100 {
+            cache.get_or_compress(&block.slice(at..at + 1), |data| data.len());
+        }
+        assert!(cache.held() <= MAX_PIECES, "{}", cache.held());
     }
 }
