@@ -375,6 +375,13 @@ async fn a_reader_stops_fetching_where_the_ring_takes_over() {
         .map(|i| (format!("key-{}", i % 4), format!("{i:0>8192}").into_bytes()))
         .collect();
     put(&kinesis, "hand-over", &sent).await;
+    // Measured once every record has reached the ring (the first eviction can come while the
+    // ingest is still appending): the ring then holds the newer part, within its budget.
+    eventually("every record to reach the ring", || async {
+        let view = relay.hubs[0].view();
+        view.shards().map(|shard| shard.end_index()).sum::<u64>() == sent.len() as u64
+    })
+    .await;
     wait_overrun(&relay).await;
     let not_held = relay.hubs[0]
         .view()
