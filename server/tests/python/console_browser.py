@@ -77,7 +77,9 @@ def main():
                  lambda d: "UNAUTHENTICATED" in d.find_element(By.ID, "notice").text)
             driver.find_element(By.ID, "token").send_keys(token)
             driver.find_element(By.CSS_SELECTOR, "#token-form button[type=submit]").click()
-            stored = driver.execute_script("return sessionStorage.getItem('kinesis-relay-token')")
+            # The form's handler may run after click() returns: wait for it, with a deadline.
+            stored = wait(driver, "the pasted token to be kept",
+                          lambda d: d.execute_script("return sessionStorage.getItem('kinesis-relay-token')"))
             local = driver.execute_script("return localStorage.length")
             if stored != token or local != 0:
                 raise SystemExit(f"the token should be in sessionStorage only: {stored!r}, localStorage {local}")
