@@ -27,8 +27,7 @@ use crate::{
         ring::Seek,
     },
     ingest::{
-        consumer::err_text,
-        errors::{ErrorKind, classify},
+        errors::{CallError, ErrorKind},
         records,
     },
 };
@@ -221,25 +220,26 @@ impl Reader {
                 .shard_iterator()
                 .map(str::to_owned)
                 .ok_or(Step::Wait(catch_up.settings.idle_poll)),
-            Ok(Err(err)) => Err(match classify(&err) {
+            Ok(Err(err)) => Err(match CallError::from_sdk(&err) {
                 // The sequence number is not one Kinesis holds (trimmed, or the position
                 // just before the oldest record that an expiry's resume cursor names; some
                 // implementations answer ResourceNotFound): read from the oldest record,
                 // and the expiry check tells whether anything after the position is gone.
-                ErrorKind::InvalidArgument | ErrorKind::NotFound
-                    if self.last.is_none()
-                        && self.check_expiry.is_some()
-                        && matches!(start, From::After(Position::After { .. })) =>
+                CallError {
+                    kind: ErrorKind::InvalidArgument | ErrorKind::NotFound,
+                    ..
+                } if self.last.is_none()
+                    && self.check_expiry.is_some()
+                    && matches!(start, From::After(Position::After { .. })) =>
                 {
                     self.window.lock().start = From::After(Position::Start);
                     Step::Continue
                 }
-                kind => self.failed_call(kind, err_text(&err)),
+                error => self.failed_call(error),
             }),
-            Err(_) => Err(self.failed_call(
-                ErrorKind::Transient,
-                "GetShardIterator did not answer in time".into(),
-            )),
+            Err(_) => Err(self.failed_call(CallError::transient(
+                "GetShardIterator did not answer in time",
+            ))),
         }
     }
 
@@ -259,8 +259,8 @@ impl Reader {
         let output = match timeout(catch_up.settings.call_timeout, call).await {
             Ok(Ok(output)) => output,
             Ok(Err(err)) => {
-                let kind = classify(&err);
-                if kind == ErrorKind::ExpiredIterator {
+                let error = CallError::from_sdk(&err);
+                if error.kind == ErrorKind::ExpiredIterator {
                     // Renewed from the last record read at the next step.
                     catch_up
                         .counters
@@ -270,14 +270,11 @@ impl Reader {
                 }
                 // Keep the iterator for the retry: it is still good.
                 self.iterator = Some(iterator);
-                return self.failed_call(kind, err_text(&err));
+                return self.failed_call(error);
             }
             Err(_) => {
                 self.iterator = Some(iterator);
-                return self.failed_call(
-                    ErrorKind::Transient,
-                    "GetRecords did not answer in time".into(),
-                );
+                return self.failed_call(CallError::transient("GetRecords did not answer in time"));
             }
         };
         self.failures = 0;
@@ -389,8 +386,12 @@ impl Reader {
     }
 
     /// Backs off after a failed call; gives up after too many failures in a row.
-    fn failed_call(&mut self, kind: ErrorKind, cause: String) -> Step {
+    fn failed_call(&mut self, error: CallError) -> Step {
         let catch_up = &self.catch_up;
+        let CallError {
+            kind,
+            message: cause,
+        } = error;
         if kind == ErrorKind::Throttled {
             catch_up
                 .counters
