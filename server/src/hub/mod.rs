@@ -26,6 +26,9 @@ pub mod ends;
 pub mod entry;
 pub mod ring;
 mod state;
+
+#[cfg(test)]
+pub(crate) mod fixtures;
 mod view;
 
 use std::{

@@ -213,24 +213,17 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::hub::entry::RelayRecord;
+    use crate::hub::{
+        entry::RelayRecord,
+        fixtures::{after, record},
+    };
 
+    /// A record that arrived `seq` seconds after the epoch, for seeking by time.
     fn entry(seq: u64) -> Entry {
         Entry::encode(RelayRecord {
-            partition_key: "k".into(),
-            data: Bytes::from_static(b"x"),
-            sequence: seq.to_string().parse().unwrap(),
-            sub_sequence: None,
             arrival: UNIX_EPOCH + Duration::from_secs(seq),
-            explicit_hash_key: None,
+            ..record(seq, "k", Bytes::from_static(b"x"))
         })
-    }
-
-    fn after(seq: u64) -> Position {
-        Position::After {
-            sequence: seq.to_string().parse().unwrap(),
-            sub_sequence: None,
-        }
     }
 
     #[test]

@@ -244,52 +244,17 @@ impl<'a> ShardView<'a> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use bytes::Bytes;
 
     use super::*;
-    use crate::hub::{RingLimits, StreamHub, entry::RelayRecord};
-
-    fn record(seq: u64, key: &str) -> RelayRecord {
-        RelayRecord {
-            partition_key: key.into(),
-            data: Bytes::from(vec![0u8; 100]),
-            sequence: seq.to_string().parse().unwrap(),
-            sub_sequence: None,
-            arrival: SystemTime::now(),
-            explicit_hash_key: None,
-        }
-    }
-
-    fn after(seq: u64) -> Position {
-        Position::After {
-            sequence: seq.to_string().parse().unwrap(),
-            sub_sequence: None,
-        }
-    }
+    use crate::hub::fixtures::{after, hub_with_shard_a, record};
 
     #[test]
     fn a_view_seeks_reads_and_says_what_a_lagging_reader_missed() {
-        let hub = StreamHub::new(
-            "s",
-            RingLimits {
-                max_bytes: 3_000,
-                max_age: Duration::from_secs(60),
-            },
-        );
-        let meta = ShardMeta {
-            shard_id: "a".into(),
-            parents: vec![],
-            hash_key_range: ("0".into(), "1".into()),
-        };
-        hub.add_shard(meta, Floor::Origin, ReaderState::Reading);
+        let hub = hub_with_shard_a(3_000);
         for seq in 1..=20 {
-            hub.append(
-                "a",
-                vec![record(seq, if seq % 2 == 0 { "x" } else { "y" })],
-                0,
-            );
+            let key = if seq % 2 == 0 { "x" } else { "y" };
+            hub.append("a", vec![record(seq, key, Bytes::from(vec![0u8; 100]))], 0);
         }
         let view = hub.view();
         assert!(view.has_shard("a") && !view.has_shard("b"));

@@ -308,41 +308,25 @@ pub fn format_time(at: SystemTime) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::HashSet, time::Duration};
+    use std::collections::HashSet;
 
     use bytes::Bytes;
 
     use super::*;
-    use crate::hub::{ReaderState, RingLimits, ShardMeta, entry::RelayRecord, ring::Floor};
+    use crate::hub::{
+        entry::RelayRecord,
+        fixtures::{hub_with_shard_a, record},
+    };
 
     fn records(keys: &[(u64, &str)]) -> Vec<RelayRecord> {
         keys.iter()
-            .map(|&(seq, key)| RelayRecord {
-                partition_key: key.into(),
-                data: Bytes::from(vec![seq as u8; 100]),
-                sequence: seq.to_string().parse().unwrap(),
-                sub_sequence: None,
-                arrival: SystemTime::now(),
-                explicit_hash_key: None,
-            })
+            .map(|&(seq, key)| record(seq, key, Bytes::from(vec![seq as u8; 100])))
             .collect()
     }
 
     /// Segments of the first response of a subscription from the start with `filter`.
     fn segments(filter: KeyFilter) -> (usize, usize) {
-        let hub = StreamHub::new(
-            "s",
-            RingLimits {
-                max_bytes: 1 << 20,
-                max_age: Duration::from_secs(60),
-            },
-        );
-        let meta = ShardMeta {
-            shard_id: "a".into(),
-            parents: vec![],
-            hash_key_range: ("0".into(), "1".into()),
-        };
-        hub.add_shard(meta, Floor::Origin, ReaderState::Reading);
+        let hub = hub_with_shard_a(1 << 20);
         hub.set_started();
         hub.append(
             "a",
