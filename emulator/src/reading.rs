@@ -144,17 +144,8 @@ mod tests {
     use super::*;
     use crate::config::Settings;
     use crate::state::shard_id;
-    use crate::writing::NewRecord;
-    use bytes::Bytes;
+    use crate::writing::tests::record;
     use std::sync::Arc;
-
-    fn record(key: &str) -> NewRecord {
-        NewRecord {
-            partition_key: key.into(),
-            explicit_hash_key: None,
-            data: Bytes::from_static(b"x"),
-        }
-    }
 
     #[test]
     fn reads_resume_after_the_continuation() {

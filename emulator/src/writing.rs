@@ -97,7 +97,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::Settings;
     use crate::keyspace::hash_key;
@@ -107,7 +107,8 @@ mod tests {
         Store::new(Arc::new(Settings::default()))
     }
 
-    fn record(key: &str) -> NewRecord {
+    /// A one-byte record under `key` (shared with the reading tests).
+    pub(crate) fn record(key: &str) -> NewRecord {
         NewRecord {
             partition_key: key.into(),
             explicit_hash_key: None,
