@@ -9,7 +9,6 @@ mod common;
 use std::{
     io::Read,
     net::SocketAddr,
-    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -228,22 +227,6 @@ async fn tonic_clients_accepting_gzip_or_zstd_get_every_record_compressed() {
     emulator.shutdown().await;
 }
 
-/// The relay's `/metrics`, asked over HTTP/1.0 so that the body is not chunked (a chunk
-/// boundary could split a sample's line).
-async fn metrics_page(addr: SocketAddr) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: relay\r\n\r\n")
-        .await
-        .unwrap();
-    let mut page = String::new();
-    tokio::time::timeout(DEADLINE, stream.read_to_string(&mut page))
-        .await
-        .expect("the metrics arrive")
-        .unwrap();
-    page
-}
-
 /// What a raw HTTP/2 Subscribe call got: its `grpc-encoding` header, the compressed flag
 /// of each record batch, and the records' data.
 struct RawSubscription {
@@ -389,13 +372,6 @@ async fn the_encoding_is_named_and_each_batch_flagged_only_when_the_client_accep
     emulator.shutdown().await;
 }
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
 /// Runs `command` to its end and returns its standard output.
 async fn run_client(mut command: Command, what: &str) -> String {
     let output = tokio::time::timeout(DEADLINE + Duration::from_secs(10), command.output())
@@ -464,14 +440,7 @@ async fn the_generated_python_client_with_gzip_gets_every_record_compressed() {
 
 #[tokio::test]
 async fn a_node_grpc_js_client_accepting_gzip_gets_every_record_compressed() {
-    let modules = repo_root().join(".peers/node_modules");
-    let has_tools = modules.join("@grpc/grpc-js").is_dir()
-        && modules.join("@grpc/proto-loader").is_dir()
-        && Command::new("node")
-            .arg("--version")
-            .output()
-            .await
-            .is_ok_and(|out| out.status.success());
+    let has_tools = node_grpc_js_available().await;
     if !require_tool("node with @grpc/grpc-js (scripts/peers.sh)", has_tools) {
         return;
     }
@@ -483,7 +452,7 @@ async fn a_node_grpc_js_client_accepting_gzip_gets_every_record_compressed() {
         .arg(proxy.addr.to_string())
         .arg("compressed-node")
         .arg(RECORDS.to_string())
-        .env("NODE_PATH", &modules);
+        .env("NODE_PATH", repo_root().join(".peers/node_modules"));
     let stdout = run_client(node, "node client").await;
     assert_all_in_order("node", &printed_data(&stdout), &data);
     assert_compressed("node (@grpc/grpc-js)", proxy.down(), &data);

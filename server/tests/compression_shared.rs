@@ -5,33 +5,12 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
 use common::*;
 use kinesis_relay_api::v1;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
 use tonic::codec::CompressionEncoding;
 
 const SUBSCRIBERS: usize = 10;
 const RECORDS: usize = 400;
-
-/// The relay's `/metrics` over HTTP/1.0 (not chunked).
-async fn metrics_page(addr: SocketAddr) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: relay\r\n\r\n")
-        .await
-        .unwrap();
-    let mut page = String::new();
-    tokio::time::timeout(DEADLINE, stream.read_to_string(&mut page))
-        .await
-        .expect("the metrics arrive")
-        .unwrap();
-    page
-}
 
 #[tokio::test]
 async fn subscribers_at_the_tip_share_one_compression_of_each_piece() {

@@ -12,13 +12,6 @@ use std::{
 use common::*;
 use tokio::process::Command;
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
 /// The `kinesis-producer` binary beside this test's, built if it is not there yet (a
 /// workspace test run builds it anyway).
 async fn producer_binary() -> PathBuf {

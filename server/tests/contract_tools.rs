@@ -14,13 +14,6 @@ use tokio::{
     process::{Child, ChildStdout, Command},
 };
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
 async fn grpcurl(args: &[&str]) -> (bool, String) {
     let output = Command::new("grpcurl")
         .args(args)
@@ -183,14 +176,7 @@ async fn python_client_generated_from_the_proto_subscribes() {
 
 #[tokio::test]
 async fn node_grpc_js_client_with_gzip_requests_subscribes() {
-    let modules = repo_root().join(".peers/node_modules");
-    let has_tools = modules.join("@grpc/grpc-js").is_dir()
-        && modules.join("@grpc/proto-loader").is_dir()
-        && Command::new("node")
-            .arg("--version")
-            .output()
-            .await
-            .is_ok_and(|out| out.status.success());
+    let has_tools = node_grpc_js_available().await;
     if !require_tool("node with @grpc/grpc-js (scripts/peers.sh)", has_tools) {
         return;
     }
@@ -210,7 +196,7 @@ async fn node_grpc_js_client_with_gzip_requests_subscribes() {
         .arg(relay.local_addr.to_string())
         .arg("node-stream")
         .arg("5")
-        .env("NODE_PATH", &modules);
+        .env("NODE_PATH", repo_root().join(".peers/node_modules"));
     let stdout = run_client(node, "node client").await;
     assert!(
         stdout.contains(r#"{"streams":["node-stream"]}"#),

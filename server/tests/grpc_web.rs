@@ -566,13 +566,6 @@ async fn cors_preflights_and_headers_follow_the_allowed_origins() {
     emulator.shutdown().await;
 }
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 /// Generates the gRPC-Web client code from `proto/` with buf and protoc-gen-es into a
 /// directory of its own (`name`); `None` when the tools are missing and the test may skip.
 async fn generated_client(name: &str) -> Option<PathBuf> {

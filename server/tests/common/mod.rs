@@ -5,7 +5,7 @@
 // Each test binary uses part of this module, and of what it re-exports.
 #![allow(dead_code, unused_imports)]
 
-use std::{net::SocketAddr, time::Instant};
+use std::{net::SocketAddr, path::PathBuf, time::Instant};
 
 use kinesis_emulator::Emulator;
 use kinesis_relay::{RelayConfig, RunningRelay};
@@ -147,4 +147,40 @@ pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
         .find(|line| line.starts_with(name) && line.contains(labels))
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|value| value.parse().ok())
+}
+
+/// The repository's root (the server crate's parent).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Whether node and the `@grpc/grpc-js` peers (installed by scripts/peers.sh) are here.
+pub async fn node_grpc_js_available() -> bool {
+    let modules = repo_root().join(".peers/node_modules");
+    modules.join("@grpc/grpc-js").is_dir()
+        && modules.join("@grpc/proto-loader").is_dir()
+        && tokio::process::Command::new("node")
+            .arg("--version")
+            .output()
+            .await
+            .is_ok_and(|out| out.status.success())
+}
+
+/// The relay's `/metrics`, asked over HTTP/1.0 so that the body is not chunked (a chunk
+/// boundary could split a sample's line).
+pub async fn metrics_page(addr: SocketAddr) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: relay\r\n\r\n")
+        .await
+        .unwrap();
+    let mut page = String::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_string(&mut page))
+        .await
+        .expect("the metrics arrive")
+        .unwrap();
+    page
 }
