@@ -398,27 +398,9 @@ fn printed_data(stdout: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn the_generated_python_client_with_gzip_gets_every_record_compressed() {
-    let has_tools = Command::new("python3")
-        .args(["-c", "import grpc_tools, grpc"])
-        .status()
-        .await
-        .is_ok_and(|status| status.success());
-    if !require_tool("python3 with grpcio-tools", has_tools) {
+    let Some(generated) = python_client("compression").await else {
         return;
-    }
-    let generated =
-        std::env::temp_dir().join(format!("relay-python-{}-compression", std::process::id()));
-    std::fs::create_dir_all(&generated).unwrap();
-    let status = Command::new("python3")
-        .args(["-m", "grpc_tools.protoc", "-I"])
-        .arg(repo_root().join("proto"))
-        .arg(format!("--python_out={}", generated.display()))
-        .arg(format!("--grpc_python_out={}", generated.display()))
-        .arg("kinesis_relay/v1/relay.proto")
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success(), "grpc_tools.protoc generates the client");
+    };
 
     let (emulator, relay, data) = relay_with_json("compressed-python", true).await;
     let proxy = CountingProxy::start(relay.local_addr).await;

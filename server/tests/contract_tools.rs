@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::{path::PathBuf, process::Stdio, sync::atomic::Ordering, time::Duration};
+use std::{process::Stdio, sync::atomic::Ordering, time::Duration};
 
 use common::*;
 use kinesis_relay::{hub::RingLimits, ingest::InitialPosition};
@@ -206,33 +206,6 @@ async fn node_grpc_js_client_with_gzip_requests_subscribes() {
     expect_records(&stdout, "from-node", 5);
     relay.shutdown().await.unwrap();
     emulator.shutdown().await;
-}
-
-/// Generates the Python client from `proto/` with grpcio-tools, into a directory of its own
-/// per test (`name`); `None` when the tools are missing and the test may skip.
-async fn python_client(name: &str) -> Option<PathBuf> {
-    let has_tools = Command::new("python3")
-        .args(["-c", "import grpc_tools, grpc"])
-        .status()
-        .await
-        .is_ok_and(|status| status.success());
-    if !require_tool("python3 with grpcio-tools", has_tools) {
-        return None;
-    }
-    let generated =
-        std::env::temp_dir().join(format!("relay-python-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&generated).unwrap();
-    let status = Command::new("python3")
-        .args(["-m", "grpc_tools.protoc", "-I"])
-        .arg(repo_root().join("proto"))
-        .arg(format!("--python_out={}", generated.display()))
-        .arg(format!("--grpc_python_out={}", generated.display()))
-        .arg("kinesis_relay/v1/relay.proto")
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success(), "grpc_tools.protoc generates the client");
-    Some(generated)
 }
 
 /// Records written before the subscriber stops; it reads about half of them.

@@ -184,3 +184,30 @@ pub async fn metrics_page(addr: SocketAddr) -> String {
         .unwrap();
     page
 }
+
+/// Generates the Python client from `proto/` with grpcio-tools, into a directory of its own
+/// per test (`name`); `None` when the tools are missing and the test may skip.
+pub async fn python_client(name: &str) -> Option<PathBuf> {
+    let has_tools = tokio::process::Command::new("python3")
+        .args(["-c", "import grpc_tools, grpc"])
+        .status()
+        .await
+        .is_ok_and(|status| status.success());
+    if !require_tool("python3 with grpcio-tools", has_tools) {
+        return None;
+    }
+    let generated =
+        std::env::temp_dir().join(format!("relay-python-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&generated).unwrap();
+    let status = tokio::process::Command::new("python3")
+        .args(["-m", "grpc_tools.protoc", "-I"])
+        .arg(repo_root().join("proto"))
+        .arg(format!("--python_out={}", generated.display()))
+        .arg(format!("--grpc_python_out={}", generated.display()))
+        .arg("kinesis_relay/v1/relay.proto")
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success(), "grpc_tools.protoc generates the client");
+    Some(generated)
+}
