@@ -198,27 +198,7 @@ async fn get_with(
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut reader = BufReader::new(stream);
-    let head = async {
-        let mut lines = Vec::new();
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).await.unwrap();
-            let line = line.trim_end().to_owned();
-            if line.is_empty() {
-                break lines;
-            }
-            lines.push(line);
-        }
-    };
-    let lines = tokio::time::timeout(DEADLINE, head)
-        .await
-        .expect("the relay answers");
-    let status = lines[0].split_whitespace().nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> = lines[1..]
-        .iter()
-        .filter_map(|line| line.split_once(':'))
-        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-        .collect();
+    let (status, headers) = read_http_head(&mut reader).await;
     let chunked = headers
         .iter()
         .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));

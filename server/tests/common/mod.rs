@@ -211,3 +211,33 @@ pub async fn python_client(name: &str) -> Option<PathBuf> {
     assert!(status.success(), "grpc_tools.protoc generates the client");
     Some(generated)
 }
+
+/// Reads an HTTP/1.x response head from `reader` (within the deadline): the status code
+/// and the headers, names and values trimmed; the body is left in `reader`.
+pub async fn read_http_head<R>(reader: &mut R) -> (u16, Vec<(String, String)>)
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+{
+    use tokio::io::AsyncBufReadExt;
+    let lines = tokio::time::timeout(DEADLINE, async {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).await.unwrap();
+            let line = line.trim_end().to_owned();
+            if line.is_empty() {
+                break lines;
+            }
+            lines.push(line);
+        }
+    })
+    .await
+    .expect("the relay answers");
+    let status = lines[0].split_whitespace().nth(1).unwrap().parse().unwrap();
+    let headers = lines[1..]
+        .iter()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    (status, headers)
+}
