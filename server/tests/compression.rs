@@ -13,7 +13,6 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
 };
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -370,21 +369,6 @@ async fn the_encoding_is_named_and_each_batch_flagged_only_when_the_client_accep
     assert!(got.flags.iter().all(|&f| f == 0));
     relay.shutdown().await.unwrap();
     emulator.shutdown().await;
-}
-
-/// Runs `command` to its end and returns its standard output.
-async fn run_client(mut command: Command, what: &str) -> String {
-    let output = tokio::time::timeout(DEADLINE + Duration::from_secs(10), command.output())
-        .await
-        .unwrap_or_else(|_| panic!("{what} finishes"))
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{what} failed: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 /// The `data` of each JSON line of `stdout` that has one, in order.

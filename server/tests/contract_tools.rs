@@ -509,21 +509,6 @@ impl GrpcurlSubscription {
     }
 }
 
-/// Runs a client program of another language to its end; its standard output.
-async fn run_client(mut command: Command, what: &str) -> String {
-    let output = tokio::time::timeout(DEADLINE + Duration::from_secs(10), command.output())
-        .await
-        .unwrap_or_else(|_| panic!("{what} finishes"))
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{what} failed: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
 /// Asserts that `stdout` holds the records `prefix-0` to `prefix-{count - 1}`.
 fn expect_records(stdout: &str, prefix: &str, count: usize) {
     for i in 0..count {

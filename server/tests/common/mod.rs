@@ -241,3 +241,20 @@ where
         .collect();
     (status, headers)
 }
+
+/// Runs a client program of another language to its end (within the deadline, plus its
+/// start-up); its standard output. Fails the test when the program fails.
+pub async fn run_client(mut command: tokio::process::Command, what: &str) -> String {
+    let timeout = DEADLINE + std::time::Duration::from_secs(10);
+    let output = tokio::time::timeout(timeout, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} finishes"))
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what} failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
