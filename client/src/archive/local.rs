@@ -24,7 +24,7 @@ use std::{
 use tokio::time::Instant;
 
 use crate::{
-    archive::compression::Encoder,
+    archive::{Arrival, Cursors, compression::Encoder},
     checkpoint::{sync_dir, write_atomically},
     cli::Compression,
     error::Failure,
@@ -40,10 +40,8 @@ pub struct LocalArchive {
     compression: Compression,
     /// Number of the next file.
     next_number: u64,
-    /// Cursor of the last complete file found on start.
-    pub resume_cursor: Option<String>,
-    /// The cursor covering everything appended so far.
-    pub cursor: Option<String>,
+    /// Where it resumed (the cursor of the last complete file) and what it covers.
+    pub cursors: Cursors,
     /// The file being written, if any record arrived since the last one was completed.
     current: Option<OpenFile>,
 }
@@ -106,12 +104,12 @@ impl LocalArchive {
             }
             max_number = max_number.max(number);
         }
-        let resume_cursor = match &last_complete {
+        let stored = match &last_complete {
             Some((_, stem)) => {
                 let path = dir.join(format!("{stem}.cursor"));
                 let text = fs::read_to_string(&path)
                     .map_err(|err| Failure::local("archive cursor", &path, &err))?;
-                Some(text.trim().to_owned()).filter(|c| !c.is_empty())
+                Some(text.trim().to_owned())
             }
             None => None,
         };
@@ -120,8 +118,7 @@ impl LocalArchive {
             dir: dir.to_owned(),
             compression,
             next_number: max_number + 1,
-            cursor: resume_cursor.clone(),
-            resume_cursor,
+            cursors: Cursors::resumed_at(stored),
             current: None,
         })
     }
@@ -137,21 +134,16 @@ impl LocalArchive {
     }
 
     /// Appends records as JSON lines, opening a file if none is open.
-    pub fn append(
-        &mut self,
-        stream: &str,
-        shard_id: &str,
-        records: &[kinesis_relay_api::v1::Record],
-        cursor: String,
-    ) -> Result<(), Failure> {
-        if !records.is_empty() {
+    pub fn append(&mut self, arrival: Arrival<'_>) -> Result<(), Failure> {
+        let (stream, shard_id) = (arrival.stream, arrival.shard_id);
+        if !arrival.records.is_empty() {
             let file = match self.current.take() {
                 Some(file) => file,
                 None => self.create(stream)?,
             };
             let file = self.current.insert(file);
             let mut buffer = Vec::new();
-            for record in records {
+            for record in arrival.records {
                 serde_json::to_writer(&mut buffer, &JsonRecord::new(stream, shard_id, record))
                     .map_err(|err| Failure::LocalFile {
                         what: "archive file",
@@ -166,7 +158,7 @@ impl LocalArchive {
                 .map_err(|err| Failure::local("archive file", &file.partial, &err))?;
             file.size += buffer.len() as u64;
         }
-        self.cursor = Some(cursor);
+        self.cursors.covered = Some(arrival.cursor);
         Ok(())
     }
 
@@ -206,7 +198,7 @@ impl LocalArchive {
             return Ok(());
         };
         finish(file.sink).map_err(|err| Failure::local("archive file", &file.partial, &err))?;
-        let cursor = self.cursor.clone().unwrap_or_default();
+        let cursor = self.cursors.covered.clone().unwrap_or_default();
         let cursor_path = self.dir.join(format!("{}.cursor", file.stem));
         write_atomically(&cursor_path, format!("{cursor}\n").as_bytes())
             .map_err(|err| Failure::local("archive cursor", &cursor_path, &err))?;
@@ -242,19 +234,29 @@ mod tests {
         }
     }
 
+    /// Records of stream `s`, shard `a`, with `cursor` after them.
+    fn arrival(records: &[kinesis_relay_api::v1::Record], cursor: String) -> Arrival<'_> {
+        Arrival {
+            stream: "s",
+            shard_id: "a",
+            records,
+            cursor,
+        }
+    }
+
     #[test]
     fn a_crash_leaves_complete_files_and_the_cursor_of_the_last() {
         let dir = tempfile::tempdir().unwrap();
         let mut archive = LocalArchive::open(dir.path(), Compression::None).unwrap();
-        assert_eq!(archive.resume_cursor, None);
-        archive.append("s", "a", &[record(1)], "c1".into()).unwrap();
+        assert_eq!(archive.cursors.resumed, None);
+        archive.append(arrival(&[record(1)], "c1".into())).unwrap();
         archive.complete().unwrap();
-        archive.append("s", "a", &[record(2)], "c2".into()).unwrap();
+        archive.append(arrival(&[record(2)], "c2".into())).unwrap();
         // Crash: the second file stays partial; a cursor from an unfinished completion too.
         fs::write(dir.path().join("0000000099-s-x.cursor"), "c99\n").unwrap();
         drop(archive);
         let reopened = LocalArchive::open(dir.path(), Compression::None).unwrap();
-        assert_eq!(reopened.resume_cursor.as_deref(), Some("c1"));
+        assert_eq!(reopened.cursors.resumed.as_deref(), Some("c1"));
         assert_eq!(reopened.next_number, 2);
         let mut names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
@@ -274,7 +276,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut archive = LocalArchive::open(dir.path(), Compression::Gzip).unwrap();
         archive
-            .append("s", "a", &[record(1), record(2)], "c".into())
+            .append(arrival(&[record(1), record(2)], "c".into()))
             .unwrap();
         archive.complete().unwrap();
         let gz = fs::read_dir(dir.path())
@@ -295,7 +297,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut archive = LocalArchive::open(dir.path(), Compression::Zstd).unwrap();
         archive
-            .append("s", "a", &[record(1), record(2)], "c2".into())
+            .append(arrival(&[record(1), record(2)], "c2".into()))
             .unwrap();
         archive.complete().unwrap();
         let zst = fs::read_dir(dir.path())
@@ -310,6 +312,6 @@ mod tests {
             .unwrap();
         assert_eq!(text.lines().count(), 2);
         let reopened = LocalArchive::open(dir.path(), Compression::Zstd).unwrap();
-        assert_eq!(reopened.resume_cursor.as_deref(), Some("c2"));
+        assert_eq!(reopened.cursors.resumed.as_deref(), Some("c2"));
     }
 }

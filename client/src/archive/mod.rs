@@ -50,6 +50,39 @@ use crate::{
     shutdown::Signals,
 };
 
+/// One delivery's records, as a target appends them.
+pub struct Arrival<'a> {
+    /// The stream they were read from.
+    pub stream: &'a str,
+    /// The shard they were read from.
+    pub shard_id: &'a str,
+    /// The records, in shard order.
+    pub records: &'a [v1::Record],
+    /// The cursor covering these records and every record delivered before them.
+    pub cursor: String,
+}
+
+/// How far a target has come: where it resumed and what its appended records cover.
+#[derive(Debug, Default)]
+pub struct Cursors {
+    /// The cursor stored with the last complete file (or batch) found on start.
+    pub resumed: Option<String>,
+    /// The cursor covering every record appended so far: stored when the open file or
+    /// batch completes.
+    pub covered: Option<String>,
+}
+
+impl Cursors {
+    /// Cursors of a target that found `stored` on start (empty counts as none).
+    pub fn resumed_at(stored: Option<String>) -> Self {
+        let resumed = stored.filter(|cursor| !cursor.is_empty());
+        Self {
+            covered: resumed.clone(),
+            resumed,
+        }
+    }
+}
+
 /// Shortest `--lock-lease` accepted: the lease is renewed every third of it.
 const MIN_LEASE: Duration = Duration::from_secs(1);
 
@@ -60,7 +93,7 @@ pub async fn run(
     mut signals: Signals,
 ) -> anyhow::Result<ExitCode> {
     let mut target = Target::open(&connector, &args).await?;
-    let (start, origin) = match target.resume_cursor() {
+    let (start, origin) = match target.cursors().resumed.clone() {
         Some(cursor) => (
             StartFrom::Cursor(cursor),
             Some(format!("archive {}", args.to)),
@@ -90,7 +123,7 @@ pub async fn run(
             }
             Step::Delivery(Err(err)) => break Err(err),
             Step::Delivery(Ok(Delivery::Progress { cursor })) => {
-                target.set_cursor(cursor);
+                target.cursors().covered = Some(cursor);
                 Ok(())
             }
             Step::Delivery(Ok(Delivery::Records {
@@ -98,9 +131,13 @@ pub async fn run(
                 records,
                 cursor,
             })) => {
-                let appended = target
-                    .append(subscription.stream_name(), &shard_id, &records, cursor)
-                    .await;
+                let arrival = Arrival {
+                    stream: subscription.stream_name(),
+                    shard_id: &shard_id,
+                    records: &records,
+                    cursor,
+                };
+                let appended = target.append(arrival).await;
                 match appended {
                     Ok(()) if target.size() >= args.rotate_size => target.complete().await,
                     other => other,
@@ -219,17 +256,10 @@ impl Target {
         }
     }
 
-    fn resume_cursor(&self) -> Option<String> {
+    fn cursors(&mut self) -> &mut Cursors {
         match self {
-            Self::Local(archive) => archive.resume_cursor.clone(),
-            Self::Objects(archive) => archive.resume_cursor.clone(),
-        }
-    }
-
-    fn set_cursor(&mut self, cursor: String) {
-        match self {
-            Self::Local(archive) => archive.cursor = Some(cursor),
-            Self::Objects(archive) => archive.cursor = Some(cursor),
+            Self::Local(archive) => &mut archive.cursors,
+            Self::Objects(archive) => &mut archive.cursors,
         }
     }
 
@@ -249,16 +279,10 @@ impl Target {
         }
     }
 
-    async fn append(
-        &mut self,
-        stream: &str,
-        shard_id: &str,
-        records: &[v1::Record],
-        cursor: String,
-    ) -> anyhow::Result<()> {
+    async fn append(&mut self, arrival: Arrival<'_>) -> anyhow::Result<()> {
         match self {
-            Self::Local(archive) => Ok(archive.append(stream, shard_id, records, cursor)?),
-            Self::Objects(archive) => archive.append(stream, shard_id, records, cursor).await,
+            Self::Local(archive) => Ok(archive.append(arrival)?),
+            Self::Objects(archive) => archive.append(arrival).await,
         }
     }
 

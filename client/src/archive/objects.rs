@@ -34,6 +34,7 @@ use tokio::time::Instant;
 
 use crate::{
     archive::{
+        Arrival, Cursors,
         columns::DataColumns,
         lock::Lock,
         manifest::{Committed, Manifest, Manifests},
@@ -77,10 +78,8 @@ pub struct ObjectArchive {
     layout: Layout,
     /// Number of the next batch.
     next_batch: u64,
-    /// The cursor of the last manifest found on start.
-    pub resume_cursor: Option<String>,
-    /// The cursor covering every record appended so far.
-    pub cursor: Option<String>,
+    /// Where it resumed (the cursor of the last manifest) and what it covers.
+    pub cursors: Cursors,
     /// The batch being written.
     batch: Option<Batch>,
 }
@@ -129,8 +128,7 @@ impl ObjectArchive {
             template,
             layout,
             next_batch: 1,
-            resume_cursor: None,
-            cursor: None,
+            cursors: Cursors::default(),
             batch: None,
         };
         let last = archive.manifests.last_commit().await?;
@@ -140,8 +138,7 @@ impl ObjectArchive {
             .await?;
         if let Some(manifest) = last {
             archive.next_batch = manifest.batch + 1;
-            archive.resume_cursor = Some(manifest.cursor.clone()).filter(|c| !c.is_empty());
-            archive.cursor = archive.resume_cursor.clone();
+            archive.cursors = Cursors::resumed_at(Some(manifest.cursor.clone()));
         }
         Ok(archive)
     }
@@ -165,13 +162,13 @@ impl ObjectArchive {
     }
 
     /// Appends records, each to the file of its partition.
-    pub async fn append(
-        &mut self,
-        stream: &str,
-        shard_id: &str,
-        records: &[v1::Record],
-        cursor: String,
-    ) -> anyhow::Result<()> {
+    pub async fn append(&mut self, arrival: Arrival<'_>) -> anyhow::Result<()> {
+        let Arrival {
+            stream,
+            shard_id,
+            records,
+            cursor,
+        } = arrival;
         let rotate_size = self.layout.rotate_size;
         for (index, record) in records.iter().enumerate() {
             let json = self
@@ -200,7 +197,7 @@ impl ObjectArchive {
                 // Complete what is open first; its cursor covers the records before this
                 // one of the batch, not the rest.
                 if let Some(before) = index.checked_sub(1).map(|i| &records[i]) {
-                    self.cursor = Some(cursor_after(&cursor, shard_id, before)?);
+                    self.cursors.covered = Some(cursor_after(&cursor, shard_id, before)?);
                 }
                 self.complete().await?;
             }
@@ -219,11 +216,11 @@ impl ObjectArchive {
             if full {
                 // Rotated on the record that filled the file, so files keep to the size
                 // even when a batch of the relay holds thousands of records.
-                self.cursor = Some(cursor_after(&cursor, shard_id, record)?);
+                self.cursors.covered = Some(cursor_after(&cursor, shard_id, record)?);
                 self.complete().await?;
             }
         }
-        self.cursor = Some(cursor);
+        self.cursors.covered = Some(cursor);
         Ok(())
     }
 
@@ -341,7 +338,7 @@ impl ObjectArchive {
         self.lock.check().map_err(lost)?;
         let manifest = Manifest {
             batch: number,
-            cursor: self.cursor.clone().unwrap_or_default(),
+            cursor: self.cursors.covered.clone().unwrap_or_default(),
             objects,
         };
         self.manifests.commit(&manifest).await?;
