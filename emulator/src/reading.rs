@@ -69,25 +69,12 @@ impl Store {
             }
         })
     }
-
-    /// Reads up to `max_records` records (and about `max_bytes`, at least one record) from
-    /// `position`.
-    pub(crate) fn read(
-        &self,
-        name: &str,
-        shard_id: &str,
-        position: Position,
-        max_records: usize,
-        max_bytes: usize,
-    ) -> Result<ReadBatch, KinesisError> {
-        self.lock()
-            .stream(name)?
-            .read(shard_id, position, max_records, max_bytes)
-    }
 }
 
 impl Stream {
-    /// [`Store::read`] on a stream already locked.
+    /// Reads up to `max_records` records (and about `max_bytes`, at least one record) from
+    /// `position`. SubscribeToShard reads with this directly; GetRecords through
+    /// [`Store::get_records`], which applies its limits.
     pub(crate) fn read(
         &self,
         shard_id: &str,
@@ -158,17 +145,19 @@ mod tests {
         store
             .put("s", (0..5).map(|_| record("k")).collect())
             .unwrap();
-        let first = store.read("s", &id, start, 3, usize::MAX).unwrap();
+        let first = store
+            .lock()
+            .stream("s")
+            .unwrap()
+            .read(&id, start, 3, usize::MAX)
+            .unwrap();
         assert_eq!(first.records.len(), 3);
         assert!(first.more);
         let second = store
-            .read(
-                "s",
-                &id,
-                Position::After(first.continuation),
-                10,
-                usize::MAX,
-            )
+            .lock()
+            .stream("s")
+            .unwrap()
+            .read(&id, Position::After(first.continuation), 10, usize::MAX)
             .unwrap();
         assert_eq!(second.records.len(), 2);
         assert!(!second.more);

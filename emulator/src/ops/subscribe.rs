@@ -218,13 +218,15 @@ impl Pump {
                 continue;
             }
             self.wake.borrow_and_update();
-            let batch = match self.shared.store.read(
-                &self.stream,
-                &self.shard_id,
-                self.position,
-                EVENT_MAX_RECORDS,
-                max_bytes,
-            ) {
+            let read = self
+                .shared
+                .store
+                .lock()
+                .stream(&self.stream)
+                .and_then(|stream| {
+                    stream.read(&self.shard_id, self.position, EVENT_MAX_RECORDS, max_bytes)
+                });
+            let batch = match read {
                 Ok(batch) => batch,
                 Err(err) => return Stop::Gone(err),
             };
