@@ -5,21 +5,19 @@ use std::sync::atomic::Ordering;
 use kinesis_relay_api::v1;
 
 use super::{LagPolicy, Source, Stop, Subscription, format_time, sequence_text};
-use crate::{
-    catchup::From,
-    hub::{ShardView, StreamHub},
-    wire::EncodedResponse,
-};
+use crate::{catchup::From, hub::StreamHub, wire::EncodedResponse};
 
 impl Subscription {
-    /// Reads one batch from the catch-up window of `shard`.
+    /// Reads one batch from the catch-up window of shard `id`. It reads the window alone,
+    /// never the ring: of the hub it needs only the children already known (Kinesis names
+    /// them at the shard's end, which the window may reach first) and the gap counter.
     pub(super) fn poll_catch_up(
         &mut self,
         hub: &StreamHub,
-        shard: ShardView<'_>,
+        id: &str,
+        known_children: &[String],
         out: &mut Vec<EncodedResponse>,
     ) -> Result<bool, Stop> {
-        let id = shard.id();
         let window = match &self.shards[id].source {
             Source::CatchUp(attached) => attached.window.clone(),
             _ => return Ok(false),
@@ -84,10 +82,10 @@ impl Subscription {
             self.max_batch,
         );
         let ended = state.finished && attached.next >= state.ring.end();
-        let children = if shard.children().is_empty() {
+        let children = if known_children.is_empty() {
             state.children.clone()
         } else {
-            shard.children().to_vec()
+            known_children.to_vec()
         };
         drop(state);
         if read.advanced {

@@ -238,7 +238,7 @@ impl Subscription {
             progressed = true;
         }
         if matches!(position.source, Source::CatchUp(_)) {
-            return Ok(self.poll_catch_up(hub, shard, out)? || progressed);
+            return Ok(self.poll_catch_up(hub, id, shard.children(), out)? || progressed);
         }
         if position.next < shard.oldest_index() || position.behind {
             match (self.on_lag, &self.catch_up) {
