@@ -15,13 +15,15 @@ use std::{
 
 use bytes::Bytes;
 use http::HeaderMap;
-use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body::{Body as HttpBody, SizeHint};
 use prost::Message;
 use tonic::{
     Code, Status, Streaming,
     body::Body,
     codec::{CompressionEncoding, DecodeBuf, Decoder},
 };
+
+use super::stream_body::PolledFrame;
 
 /// Bytes of the gRPC message prefix: compression flag and big-endian length.
 pub const PREFIX: usize = 5;
@@ -94,10 +96,7 @@ impl HttpBody for LimitedBody {
     type Data = Bytes;
     type Error = Status;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> PolledFrame<Status> {
         let this = self.get_mut();
         let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
         if let Some(Ok(frame)) = &frame
@@ -197,6 +196,7 @@ fn cardinality() -> Status {
 mod tests {
     use std::io::Write;
 
+    use http_body::Frame;
     use http_body_util::BodyExt;
     use kinesis_relay_api::v1;
 

@@ -38,6 +38,10 @@ use http::{HeaderMap, HeaderValue};
 use http_body::{Body as HttpBody, Frame};
 use tonic::Status;
 
+/// What [`HttpBody::poll_frame`] returns for the bodies of this service (bytes frames),
+/// named once so that each body's signature says only what differs: its error.
+pub type PolledFrame<E> = Poll<Option<Result<Frame<Bytes>, E>>>;
+
 use super::compress::{ResponseCompression, ResponseEncoding};
 
 /// Bytes of the gRPC message prefix: compression flag and big-endian length.
@@ -138,10 +142,7 @@ where
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> PolledFrame<Infallible> {
         let this = self.get_mut();
         loop {
             if let Some(frame) = this.frames.pop_front() {

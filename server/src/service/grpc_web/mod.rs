@@ -32,6 +32,7 @@ use tonic::{Status, body::Body};
 mod text;
 
 use self::text::TextRequestBody;
+use crate::service::stream_body::PolledFrame;
 
 /// The flag of the frame holding the trailers.
 const TRAILERS_FLAG: u8 = 0x80;
@@ -198,10 +199,7 @@ impl HttpBody for ResponseBody {
     type Data = Bytes;
     type Error = Status;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> PolledFrame<Status> {
         let this = self.get_mut();
         loop {
             if let Some(data) = this.ready.pop_front() {
