@@ -58,18 +58,7 @@ async fn put_to_shard_0(client: &Client, stream: &str, count: usize, size: usize
                 .unwrap()
         })
         .collect();
-    let out = client
-        .put_records()
-        .stream_name(stream)
-        .set_records(Some(entries))
-        .send()
-        .await
-        .expect("PutRecords");
-    assert_eq!(out.failed_record_count(), Some(0));
-    out.records()
-        .iter()
-        .map(|r| r.sequence_number().unwrap().to_owned())
-        .collect()
+    kinesis_relay_test_support::put_entries(client, stream, entries).await
 }
 
 /// Calls GetRecords with `iterator` until one call is admitted (at most `DEADLINE`).

@@ -100,14 +100,7 @@ async fn write_and_reshard(client: Client, handle: EmulatorHandle, stream: &'sta
                     .unwrap()
             })
             .collect();
-        let out = client
-            .put_records()
-            .stream_name(stream)
-            .set_records(Some(entries))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(out.failed_record_count(), Some(0));
+        kinesis_relay_test_support::put_entries(&client, stream, entries).await;
         match batch {
             50 => {
                 client

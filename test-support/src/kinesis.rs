@@ -42,22 +42,31 @@ pub async fn put(client: &Client, stream: &str, records: &[(String, Vec<u8>)]) -
                     .expect("partition key and data are set")
             })
             .collect();
-        let output = client
-            .put_records()
-            .stream_name(stream)
-            .set_records(Some(entries))
-            .send()
-            .await
-            .expect("PutRecords");
-        assert_eq!(output.failed_record_count(), Some(0), "no record may fail");
-        sequences.extend(
-            output
-                .records()
-                .iter()
-                .map(|r| r.sequence_number().unwrap_or_default().to_owned()),
-        );
+        sequences.extend(put_entries(client, stream, entries).await);
     }
     sequences
+}
+
+/// Writes `entries` (at most 500) with one PutRecords call, asserts that none failed, and
+/// returns their sequence numbers in order.
+pub async fn put_entries(
+    client: &Client,
+    stream: &str,
+    entries: Vec<PutRecordsRequestEntry>,
+) -> Vec<String> {
+    let output = client
+        .put_records()
+        .stream_name(stream)
+        .set_records(Some(entries))
+        .send()
+        .await
+        .expect("PutRecords");
+    assert_eq!(output.failed_record_count(), Some(0), "no record may fail");
+    output
+        .records()
+        .iter()
+        .map(|r| r.sequence_number().unwrap_or_default().to_owned())
+        .collect()
 }
 
 /// `n` records with data `prefix-i` and partition keys `key-(i % keys)`.

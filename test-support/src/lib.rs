@@ -25,7 +25,7 @@ mod proxy;
 mod relay;
 mod wait;
 
-pub use kinesis::{client, config, create_stream, numbered, put, unique_name};
+pub use kinesis::{client, config, create_stream, numbered, put, put_entries, unique_name};
 pub use peers::{in_ci, peer_url, require_tool};
 pub use process::{Run, finish, lines, read_lines, run, run_with_input, signal};
 pub use proxy::Proxy;
