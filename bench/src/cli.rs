@@ -12,6 +12,9 @@ use crate::{
     systems::{Placement, SubscriberCompression, System},
 };
 
+/// `--window-kib` of the committed results.
+const DEFAULT_WINDOW_KIB: u64 = 1024;
+
 /// The relay side by side with Redis pub/sub and NATS core: saturation throughput, latency
 /// at half of it, server CPU and memory per subscriber, gaps and repeats.
 #[derive(Debug, Parser)]
@@ -43,6 +46,11 @@ pub struct Cli {
     /// repeated byte (which compresses to almost nothing).
     #[arg(long)]
     pub json_payloads: bool,
+    /// Saturation phase: KiB of records the publisher may be ahead of the slowest
+    /// subscriber (closed loop). Too small a window measures the round trip through the
+    /// system rather than its capacity: neither core is busy.
+    #[arg(long, default_value_t = DEFAULT_WINDOW_KIB, value_parser = clap::value_parser!(u64).range(16..=65536))]
+    pub window_kib: u64,
     /// The relay's ring size in MiB (the relay's default).
     #[arg(long, default_value_t = 256)]
     pub ring_mib: u64,
@@ -172,7 +180,8 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
         && cli.payloads.is_empty()
         && cli.subscribers.is_empty()
         && cli.systems.len() == 4
-        && cli.phase_secs.is_none();
+        && cli.phase_secs.is_none()
+        && cli.window_kib == DEFAULT_WINDOW_KIB;
     let out = cli.out.clone().unwrap_or_else(|| {
         if full_run {
             PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results"))
@@ -203,6 +212,7 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
                     ring_bytes: cli.ring_mib << 20,
                     accept: cli.subscriber_compression,
                     json: cli.json_payloads,
+                    window_bytes: (cli.window_kib as usize) << 10,
                 };
                 let result = runtime.block_on(cell::run(&spec, &placement));
                 eprintln!("{}", report::line(&result));

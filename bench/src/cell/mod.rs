@@ -48,6 +48,8 @@ pub struct CellSpec {
     pub accept: SubscriberCompression,
     /// Records padded with JSON text rather than one repeated byte.
     pub json: bool,
+    /// Saturation: bytes of records the publisher may be ahead of the slowest subscriber.
+    pub window_bytes: usize,
 }
 
 /// What one cell found.
@@ -257,7 +259,10 @@ async fn run_inner(
     result.rss_idle_kib = procstat::rss_kib(server.pid);
 
     let peak = PeakRss::start(server.pid);
-    let window = (1usize << 20).div_ceil(spec.payload).clamp(16, 4096) as u64;
+    // At most 4,096 records a MiB of window: small records are not allowed a window of
+    // more records than that (the committed figures were measured with this bound).
+    let most = (spec.window_bytes >> 20).max(1) * 4096;
+    let window = spec.window_bytes.div_ceil(spec.payload).clamp(16, most) as u64;
     let max_batch = (256usize << 10)
         .div_ceil(spec.payload)
         .clamp(1, sender.publisher.max_batch());
