@@ -20,6 +20,14 @@
 //! - **No trailers-only answer**: a call that fails before its first message is answered
 //!   by the caller with the status in the headers before this body exists; once it exists,
 //!   an error ends it with the status in the trailers, as tonic's does.
+//! - **Short bytes wait for the next message if it is ready**: the short segments after a
+//!   message's last long one (its cursor) are held until the message stream says whether
+//!   another message is ready; if it is, they are copied together with that message's
+//!   prefix into one frame, and if not, they go at once. Every frame of the body is a DATA
+//!   frame of its own to h2, which never joins them, so back-to-back responses cost the
+//!   client one frame less each (two instead of three for a response of one run of records;
+//!   five instead of six for 64 KiB in 16 KiB frames), and no byte waits for a message that
+//!   is not there yet.
 //! - **It never fails as a body** (`Error = Infallible`): an error of the message stream is
 //!   a status for the client, not a broken HTTP/2 stream.
 
@@ -29,7 +37,7 @@ use std::{
     ops::Range,
     pin::Pin,
     sync::Arc,
-    task::{Context, Poll, ready},
+    task::{Context, Poll},
 };
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -67,6 +75,9 @@ pub struct StreamingBody<S> {
     compression: Option<Compression>,
     /// Frames of the message being sent.
     frames: VecDeque<Bytes>,
+    /// Short bytes after the last long segment of the last message, not framed yet: they
+    /// join the next message's first frame if it is ready, or go on their own.
+    tail: BytesMut,
     /// Trailers to send once the frames are out.
     trailers: Option<HeaderMap>,
     /// Set once the trailers are decided.
@@ -84,6 +95,7 @@ where
             messages,
             compression,
             frames: VecDeque::new(),
+            tail: BytesMut::new(),
             trailers: None,
             done: false,
         }
@@ -102,10 +114,12 @@ where
     }
 
     /// Queues a gRPC message of `segments`: small segments are copied together behind the
-    /// prefix, long ones go as they are.
+    /// prefix (and behind the last message's tail), long ones go as they are; the short
+    /// bytes after the last long one become the new tail.
     fn push_framed(&mut self, flag: u8, segments: Vec<Bytes>) {
         let len: usize = segments.iter().map(Bytes::len).sum();
-        let mut staging = BytesMut::with_capacity(PREFIX + 128);
+        let mut staging = std::mem::take(&mut self.tail);
+        staging.reserve(PREFIX + 128);
         staging.put_u8(flag);
         staging.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
         for segment in segments {
@@ -118,9 +132,7 @@ where
                 staging.put_slice(&segment);
             }
         }
-        if !staging.is_empty() {
-            self.frames.push_back(staging.freeze());
-        }
+        self.tail = staging;
     }
 }
 
@@ -148,28 +160,37 @@ where
             if let Some(frame) = this.frames.pop_front() {
                 return Poll::Ready(Some(Ok(Frame::data(frame))));
             }
+            if !this.done {
+                match Pin::new(&mut this.messages).poll_next(cx) {
+                    Poll::Ready(Some(Ok(message))) => {
+                        this.push(message);
+                        continue;
+                    }
+                    Poll::Ready(Some(Err(status))) => {
+                        this.trailers = Some(trailers(&status));
+                        this.done = true;
+                    }
+                    Poll::Ready(None) => {
+                        this.trailers = Some(trailers(&Status::ok("")));
+                        this.done = true;
+                    }
+                    // No message ready: the tail goes now rather than wait for one.
+                    Poll::Pending if this.tail.is_empty() => return Poll::Pending,
+                    Poll::Pending => {}
+                }
+            }
+            if !this.tail.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(this.tail.split().freeze()))));
+            }
             if let Some(trailers) = this.trailers.take() {
                 return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
             }
-            if this.done {
-                return Poll::Ready(None);
-            }
-            match ready!(Pin::new(&mut this.messages).poll_next(cx)) {
-                Some(Ok(message)) => this.push(message),
-                Some(Err(status)) => {
-                    this.trailers = Some(trailers(&status));
-                    this.done = true;
-                }
-                None => {
-                    this.trailers = Some(trailers(&Status::ok("")));
-                    this.done = true;
-                }
-            }
+            return Poll::Ready(None);
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done && self.frames.is_empty() && self.trailers.is_none()
+        self.done && self.frames.is_empty() && self.tail.is_empty() && self.trailers.is_none()
     }
 }
 
@@ -210,7 +231,8 @@ mod tests {
         let total: usize = parts.iter().map(Bytes::len).sum();
         let mut body = body(vec![], None);
         body.push(Parts(parts));
-        let frames: Vec<Bytes> = body.frames.into_iter().collect();
+        let mut frames: Vec<Bytes> = body.frames.into_iter().collect();
+        frames.push(body.tail.freeze());
         assert_eq!(frames.len(), 3);
         assert_eq!(
             &frames[0][..],
@@ -222,6 +244,58 @@ mod tests {
             "the long segment is not copied"
         );
         assert_eq!(&frames[2][..], b"midcursor");
+    }
+
+    /// The data frames `body` yields now, until it has nothing ready.
+    fn ready_frames<S, M>(body: &mut StreamingBody<S>) -> Vec<Bytes>
+    where
+        S: Stream<Item = Result<M, Status>> + Unpin,
+        M: PreEncoded,
+    {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut frames = Vec::new();
+        while let Poll::Ready(Some(Ok(frame))) = Pin::new(&mut *body).poll_frame(&mut cx) {
+            match frame.into_data() {
+                Ok(data) => frames.push(data),
+                Err(_) => break,
+            }
+        }
+        frames
+    }
+
+    #[test]
+    fn a_tail_joins_the_next_ready_message_and_goes_alone_when_none_is() {
+        let long = Bytes::from(vec![7u8; ZERO_COPY_MIN]);
+        let message = || Parts(vec![long.clone(), Bytes::from_static(b"cursor")]);
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Parts, Status>>();
+        let mut body = StreamingBody::new(rx, None);
+        tx.unbounded_send(Ok(message())).unwrap();
+        tx.unbounded_send(Ok(message())).unwrap();
+        let frames = ready_frames(&mut body);
+        let prefix = |len: usize| [&[0u8][..], &(len as u32).to_be_bytes()].concat();
+        let len = ZERO_COPY_MIN + 6;
+        // prefix | long | cursor + prefix | long | cursor: five frames for two messages.
+        assert_eq!(
+            frames.len(),
+            5,
+            "{:?}",
+            frames.iter().map(Bytes::len).collect::<Vec<_>>()
+        );
+        assert_eq!(frames[0][..], prefix(len)[..]);
+        assert_eq!(frames[1].as_ptr(), long.as_ptr());
+        assert_eq!(frames[2][..], [&b"cursor"[..], &prefix(len)].concat()[..]);
+        assert_eq!(
+            &frames[4][..],
+            b"cursor",
+            "no message ready: the tail went at once"
+        );
+        // One more message later: its prefix starts a frame of its own.
+        tx.unbounded_send(Ok(message())).unwrap();
+        drop(tx);
+        let frames = ready_frames(&mut body);
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames[0][..], prefix(len)[..]);
+        assert!(body.is_end_stream(), "the trailers were the last frame");
     }
 
     #[tokio::test]
