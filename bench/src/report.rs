@@ -259,7 +259,7 @@ pub fn markdown(results: &[CellResult], machine: &Machine) -> String {
          *server CPU %* = the server process (user+system, /proc/<pid>/stat), percent of one core; \
          *rec per CPU-s* = deliveries per second of server CPU (the server's efficiency, meaningful even where \
          the single load-generator core is the bottleneck); *wire B/rec* = bytes the server process wrote \
-         (its sockets, mostly: `wchar` of /proc/<pid>/io) per record delivered at saturation, which \
+         (its sockets, mostly: `wchar` of /proc/<pid>/io) per record delivered, over the saturation phase and its drain, which \
          `--subscriber-compression` lowers for the relay; *RSS base* = server RSS before any subscriber; \
          *held* = records held for replay (the relay's ring, from DescribeStream); *KiB/sub* = (RSS - base) / \
          subscribers, idle after connecting and loaded at the peak less *held*. \

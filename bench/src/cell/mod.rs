@@ -269,15 +269,19 @@ async fn run_inner(
 
     // Saturation, measured after a short ramp.
     let ramp = (spec.phase / 4).min(Duration::from_millis(500));
+    // Bytes on the wire per record are counted from here, where nothing is in flight, to
+    // the end of the drain below: every record written in between is delivered in between.
+    // (Counted from the ramp's mark instead, the records written before it but delivered
+    // after it, up to a window of them, would make the figure read low in a short phase.)
+    let (wire_delivered0, written0) = (readers.delivered(), procstat::bytes_written(server.pid));
     let start = Instant::now();
-    let mut mark: Option<(Instant, u64, f64, u64)> = None;
+    let mut mark: Option<(Instant, u64, f64)> = None;
     while start.elapsed() < spec.phase {
         if mark.is_none() && start.elapsed() >= ramp {
             mark = Some((
                 Instant::now(),
                 readers.delivered(),
                 procstat::cpu_seconds(server.pid),
-                procstat::bytes_written(server.pid),
             ));
         }
         let allowed = readers.min_next() + window;
@@ -290,18 +294,18 @@ async fn run_inner(
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    let (t0, delivered0, cpu0, written0) = mark.context("phase shorter than its ramp")?;
+    let (t0, delivered0, cpu0) = mark.context("phase shorter than its ramp")?;
     let elapsed = t0.elapsed().as_secs_f64();
     let delivered = readers.delivered() - delivered0;
-    result.wire_bytes_per_record = procstat::bytes_written(server.pid).saturating_sub(written0)
-        as f64
-        / delivered.max(1) as f64;
     result.sat_records_per_s = delivered as f64 / elapsed;
     result.sat_bytes_per_s = result.sat_records_per_s * spec.payload as f64;
     result.sat_cpu_pct = (procstat::cpu_seconds(server.pid) - cpu0) / elapsed * 100.0;
     readers
         .drain(sender.next_seq, Duration::from_secs(20))
         .await;
+    result.wire_bytes_per_record = procstat::bytes_written(server.pid).saturating_sub(written0)
+        as f64
+        / (readers.delivered() - wire_delivered0).max(1) as f64;
 
     // Latency at half the saturation rate, open loop.
     let rate = (result.sat_records_per_s / spec.subscribers as f64 / 2.0).max(10.0);
