@@ -58,9 +58,9 @@ fn throttled_message(stream: &str, shard_id: &str) -> String {
 }
 
 impl Store {
-    /// GetRecords' read: [`Stream::read`](crate::state::Stream::read) under the shard's read limits when limits are on.
-    /// Admission, read and charge happen under one lock, so concurrent readers of a shard
-    /// cannot together slip past the limits.
+    /// GetRecords' read: [`Stream::read`](crate::state::Stream::read) under the shard's
+    /// read limits when limits are on. Admission, read and charge happen under one lock, so
+    /// concurrent readers of a shard cannot together slip past the limits.
     pub(crate) fn get_records(
         &self,
         name: &str,

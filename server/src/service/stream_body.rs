@@ -46,11 +46,11 @@ use http::{HeaderMap, HeaderValue};
 use http_body::{Body as HttpBody, Frame};
 use tonic::Status;
 
+use super::compress::{ResponseCompression, ResponseEncoding};
+
 /// What [`HttpBody::poll_frame`] returns for the bodies of this service (bytes frames),
 /// named once so that each body's signature says only what differs: its error.
 pub type PolledFrame<E> = Poll<Option<Result<Frame<Bytes>, E>>>;
-
-use super::compress::{ResponseCompression, ResponseEncoding};
 
 /// Bytes of the gRPC message prefix: compression flag and big-endian length.
 const PREFIX: usize = 5;
