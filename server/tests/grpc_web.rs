@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use common::*;
@@ -626,16 +626,7 @@ async fn connect_node_client(http_version: &str, stream: &str) {
         .arg(COUNT.to_string())
         .env("NODE_PATH", repo_root().join(".peers/node_modules"))
         .kill_on_drop(true);
-    let output = tokio::time::timeout(DEADLINE + Duration::from_secs(10), node.output())
-        .await
-        .expect("the node client finishes")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "node client failed: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = run_client(node, "the node client").await;
     let lines: Vec<serde_json::Value> = stdout
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
