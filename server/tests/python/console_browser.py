@@ -18,6 +18,7 @@ import sys
 import time
 
 from selenium import webdriver
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -128,15 +129,20 @@ def main():
         print(f"screenshot saved to {screenshot}")
 
         # Keyboard: Tab alone reaches the tail's controls, and Enter on Pause pauses.
+        # Keys go to whatever has the focus (ActionChains), and the focused element is read
+        # by script: the console re-renders its tables every refresh, so a reference to the
+        # focused element taken from Selenium can be stale by the time keys are sent to it.
         body = driver.find_element(By.TAG_NAME, "body")
         body.click()
+        focused = lambda: driver.execute_script(
+            "return document.activeElement ? document.activeElement.id : ''")
         for _ in range(40):
-            if driver.switch_to.active_element.get_attribute("id") == "tail-pause":
+            if focused() == "tail-pause":
                 break
-            driver.switch_to.active_element.send_keys(Keys.TAB)
+            ActionChains(driver).send_keys(Keys.TAB).perform()
         else:
             raise SystemExit("Tab never reached the Pause button")
-        driver.switch_to.active_element.send_keys(Keys.ENTER)
+        ActionChains(driver).send_keys(Keys.ENTER).perform()
         wait(driver, "Enter to pause", lambda d: d.find_element(By.ID, "tail-state").text == "paused")
         print("keyboard: Tab reaches the controls, Enter pauses")
 
