@@ -46,6 +46,7 @@ mod ops;
 mod protocol;
 mod read_limits;
 mod reading;
+mod records_json;
 mod resharding;
 mod retention;
 mod sequence;

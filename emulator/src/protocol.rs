@@ -35,6 +35,11 @@ pub(crate) fn json_response(value: &impl serde::Serialize) -> Response<Body> {
     }
 }
 
+/// A 200 response with a JSON 1.1 body already written.
+pub(crate) fn json_bytes_response(bytes: Vec<u8>) -> Response<Body> {
+    with_json_headers(StatusCode::OK, bytes)
+}
+
 /// The response AWS sends for an error.
 pub(crate) fn error_response(err: &KinesisError) -> Response<Body> {
     let bytes = serde_json::to_vec(&err.to_json()).unwrap_or_default();

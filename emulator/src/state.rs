@@ -36,19 +36,6 @@ pub(crate) struct Record {
     pub(crate) data: Bytes,
 }
 
-impl Record {
-    /// The JSON shape of a record in GetRecords and SubscribeToShardEvent.
-    pub(crate) fn to_json(&self) -> serde_json::Value {
-        use base64::Engine as _;
-        serde_json::json!({
-            "SequenceNumber": self.seq.to_string(),
-            "ApproximateArrivalTimestamp": protocol::epoch_seconds(self.arrival),
-            "Data": base64::engine::general_purpose::STANDARD.encode(&self.data),
-            "PartitionKey": &*self.partition_key,
-        })
-    }
-}
-
 /// A shard: its place in the key space and in the resharding tree, and its records.
 #[derive(Debug)]
 pub(crate) struct Shard {

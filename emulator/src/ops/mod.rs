@@ -40,7 +40,7 @@ pub(crate) fn call(
         "PutRecord" => json(records::put_record(shared, parse_input(body)?)?),
         "PutRecords" => records::put_records(shared, parse_input(body)?),
         "GetShardIterator" => json(records::get_shard_iterator(shared, parse_input(body)?)?),
-        "GetRecords" => json(records::get_records(shared, parse_input(body)?)?),
+        "GetRecords" => records::get_records(shared, parse_input(body)?),
         "RegisterStreamConsumer" => json(consumers::register(shared, parse_input(body)?)?),
         "DescribeStreamConsumer" => json(consumers::describe(shared, parse_input(body)?)?),
         "ListStreamConsumers" => json(consumers::list(shared, parse_input(body)?)?),

@@ -16,6 +16,7 @@ use crate::error::KinesisError;
 use crate::limits::{PUT_RECORDS_MAX_BYTES, PUT_RECORDS_MAX_ENTRIES, RECORD_MAX_BYTES};
 use crate::protocol::{self, Body};
 use crate::reading::Position;
+use crate::records_json::{self, After};
 use crate::sequence::SequenceNumber;
 use crate::writing::{NewRecord, PutOutcome};
 
@@ -287,7 +288,7 @@ fn describe_lifetime(lifetime: Duration) -> String {
 pub(crate) fn get_records(
     shared: &Arc<Shared>,
     input: GetRecordsInput,
-) -> Result<Value, KinesisError> {
+) -> Result<Response<Body>, KinesisError> {
     let limit = input.limit.unwrap_or(GET_RECORDS_MAX_RECORDS);
     if !(1..=GET_RECORDS_MAX_RECORDS).contains(&limit) {
         return Err(KinesisError::InvalidArgument(format!(
@@ -309,20 +310,13 @@ pub(crate) fn get_records(
         limit,
         GET_RECORDS_MAX_BYTES,
     )?;
-    let mut output = json!({
-        "Records": batch.records.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
-        "MillisBehindLatest": batch.millis_behind,
-    });
-    match batch.children {
-        Some(children) => output["ChildShards"] = children.into(),
-        None => {
-            let next = Iterator {
-                position: Position::After(batch.continuation),
-                issued_millis: now_millis(),
-                ..iterator
-            };
-            output["NextShardIterator"] = next.encode().into();
-        }
-    }
-    Ok(output)
+    let next = Iterator {
+        position: Position::After(batch.continuation),
+        issued_millis: now_millis(),
+        ..iterator
+    };
+    Ok(protocol::json_bytes_response(records_json::batch(
+        &batch,
+        After::NextIterator(next.encode()),
+    )))
 }

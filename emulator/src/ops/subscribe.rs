@@ -5,7 +5,7 @@ use http::{HeaderValue, Response, header};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -19,6 +19,7 @@ use crate::eventstream;
 use crate::limits::{EFO_READ_BYTES_PER_SEC, TokenBucket};
 use crate::protocol::{self, Body, BoxError};
 use crate::reading::{Position, ReadBatch};
+use crate::records_json::{self, After};
 use crate::server::ConnectionState;
 use crate::subscriptions::{Claim, EndMode, EndReason};
 
@@ -305,13 +306,5 @@ impl Pump {
 /// The SubscribeToShardEvent frame of a batch. At shard end the continuation number is
 /// left out and the children are listed.
 fn event_frame(batch: ReadBatch) -> Bytes {
-    let mut event = json!({
-        "Records": batch.records.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
-        "MillisBehindLatest": batch.millis_behind,
-    });
-    match batch.children {
-        Some(children) => event["ChildShards"] = children.into(),
-        None => event["ContinuationSequenceNumber"] = batch.continuation.to_string().into(),
-    }
-    eventstream::subscribe_to_shard_event(serde_json::to_vec(&event).unwrap_or_default())
+    eventstream::subscribe_to_shard_event(records_json::batch(&batch, After::Continuation))
 }
