@@ -57,6 +57,12 @@ pub struct Cli {
     /// Do not pin the server and the load generator to different CPUs.
     #[arg(long)]
     pub no_pin: bool,
+    /// Where the relay's upstream (the emulator standing in for Kinesis) runs: on the
+    /// server's core with the relay (`server`), so the load generator's core does the same
+    /// work for every system (a publisher and the subscribers), or on the load generator's
+    /// core (`load`, the placement of the figures before 2026-12-02).
+    #[arg(long, value_enum, default_value_t = UpstreamOn::Server)]
+    pub upstream_on: UpstreamOn,
     /// Instead of the matrix: a soak run of connection churn at the relay's limits (see
     /// `soak.rs`); prints RSS and open files before and after.
     #[arg(long)]
@@ -75,6 +81,15 @@ pub struct Cli {
     /// matrices, so that only a deliberate full run changes the committed results).
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// Which core the relay's upstream shares (ADR 0014).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UpstreamOn {
+    /// The load generator's core.
+    Load,
+    /// The server's core.
+    Server,
 }
 
 /// Server processes the harness starts by re-executing itself.
@@ -148,7 +163,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         return runtime.block_on(soak::run(cli.soak_cycles));
     }
     if cli.catch_up {
-        let placement = place(cli.no_pin)?;
+        let placement = place(cli.no_pin, cli.upstream_on)?;
         let machine = report::Machine::describe(&placement, 0.0);
         let machine = format!(
             "{} x {}, {:.1} GiB, Linux {}; {}",
@@ -181,7 +196,8 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
         && cli.subscribers.is_empty()
         && cli.systems.len() == 4
         && cli.phase_secs.is_none()
-        && cli.window_kib == DEFAULT_WINDOW_KIB;
+        && cli.window_kib == DEFAULT_WINDOW_KIB
+        && cli.upstream_on == UpstreamOn::Server;
     let out = cli.out.clone().unwrap_or_else(|| {
         if full_run {
             PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results"))
@@ -195,7 +211,7 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
     let loopback = loopback::measure(Duration::from_millis(1500))?;
     eprintln!("loopback TCP ceiling: {:.0} MB/s", loopback / 1e6);
 
-    let placement = place(cli.no_pin)?;
+    let placement = place(cli.no_pin, cli.upstream_on)?;
     let machine = report::Machine::describe(&placement, loopback);
     eprintln!("{}", machine.summary());
 
@@ -243,28 +259,42 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Where the server and the load side run: the server on the last CPU, everything else
-/// (this process included) on the others, unless `no_pin` or there is one CPU.
-fn place(no_pin: bool) -> anyhow::Result<Placement> {
+/// (this process included) on the others, unless `no_pin` or there is one CPU; the relay's
+/// upstream where `upstream_on` says.
+fn place(no_pin: bool, upstream_on: UpstreamOn) -> anyhow::Result<Placement> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    Ok(if no_pin || cpus < 2 {
-        Placement {
+    let placement = placement(if no_pin { 1 } else { cpus }, upstream_on);
+    // Pin this process before the runtime starts its threads.
+    if let Some(client) = &placement.client_cpus {
+        pin_self(client)?;
+    }
+    Ok(placement)
+}
+
+/// The placement on `cpus` CPUs: the last for the server, the others for the publisher and
+/// the subscribers, the relay's upstream where `upstream_on` says; nothing pinned on one.
+fn placement(cpus: usize, upstream_on: UpstreamOn) -> Placement {
+    if cpus < 2 {
+        return Placement {
             server_cpus: None,
             client_cpus: None,
-        }
-    } else {
-        // The last CPU for the server, the others for the publisher, the subscribers and
-        // the relay's upstream. Pin this process before the runtime starts its threads.
-        let client = if cpus == 2 {
-            "0".to_owned()
-        } else {
-            format!("0-{}", cpus - 2)
+            upstream_cpus: None,
         };
-        pin_self(&client)?;
-        Placement {
-            server_cpus: Some((cpus - 1).to_string()),
-            client_cpus: Some(client),
-        }
-    })
+    }
+    let client = if cpus == 2 {
+        "0".to_owned()
+    } else {
+        format!("0-{}", cpus - 2)
+    };
+    let server = (cpus - 1).to_string();
+    Placement {
+        upstream_cpus: Some(match upstream_on {
+            UpstreamOn::Load => client.clone(),
+            UpstreamOn::Server => server.clone(),
+        }),
+        server_cpus: Some(server),
+        client_cpus: Some(client),
+    }
 }
 
 /// Pins this process (and the threads it starts later) to `cpus` with taskset.
@@ -276,4 +306,31 @@ fn pin_self(cpus: &str) -> anyhow::Result<()> {
         .context("running taskset (util-linux)")?;
     anyhow::ensure!(status.success(), "taskset failed: {status}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upstream_shares_the_core_it_is_placed_on() {
+        let on_server = placement(2, UpstreamOn::Server);
+        assert_eq!(on_server.server_cpus.as_deref(), Some("1"));
+        assert_eq!(on_server.client_cpus.as_deref(), Some("0"));
+        assert_eq!(on_server.upstream_cpus.as_deref(), Some("1"));
+        let on_load = placement(4, UpstreamOn::Load);
+        assert_eq!(on_load.server_cpus.as_deref(), Some("3"));
+        assert_eq!(on_load.upstream_cpus.as_deref(), Some("0-2"));
+        assert!(placement(1, UpstreamOn::Server).upstream_cpus.is_none());
+    }
+
+    #[test]
+    fn the_upstream_runs_on_the_server_core_unless_told() {
+        let default = Cli::try_parse_from(["kinesis-relay-bench"]).expect("no flags parse");
+        assert_eq!(default.upstream_on, UpstreamOn::Server);
+        let load = Cli::try_parse_from(["kinesis-relay-bench", "--upstream-on", "load"])
+            .expect("--upstream-on load parses");
+        assert_eq!(load.upstream_on, UpstreamOn::Load);
+        assert!(Cli::try_parse_from(["kinesis-relay-bench", "--upstream-on", "moon"]).is_err());
+    }
 }

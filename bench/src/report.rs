@@ -41,6 +41,11 @@ impl Machine {
                 .unwrap_or_else(|| "not installed".into())
         };
         let placement = match (&placement.server_cpus, &placement.client_cpus) {
+            (Some(server), Some(client)) if placement.upstream_cpus.as_ref() == Some(server) => {
+                format!(
+                    "server (and the relay's emulator upstream) pinned to CPU {server}; publisher and subscribers pinned to CPU {client} (taskset)"
+                )
+            }
             (Some(server), Some(client)) => format!(
                 "server pinned to CPU {server}; publisher, subscribers (and the relay's emulator upstream) pinned to CPU {client} (taskset)"
             ),

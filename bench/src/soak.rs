@@ -79,6 +79,7 @@ pub async fn run(cycles: usize) -> anyhow::Result<()> {
     let placement = Placement {
         server_cpus: None,
         client_cpus: None,
+        upstream_cpus: None,
     };
     let extra = [
         "--max-connections".to_owned(),

@@ -72,8 +72,10 @@ impl System {
 pub struct Placement {
     /// `taskset -c` list for the server under test, if pinning.
     pub server_cpus: Option<String>,
-    /// `taskset -c` list for helper processes of the load side (the relay's upstream).
+    /// `taskset -c` list for helper processes of the load side.
     pub client_cpus: Option<String>,
+    /// `taskset -c` list for the relay's upstream (the emulator standing in for Kinesis).
+    pub upstream_cpus: Option<String>,
 }
 
 /// A running server process (and its helpers), killed on drop.

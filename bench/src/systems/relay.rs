@@ -1,6 +1,7 @@
 //! kinesis-relay: the harness re-executes itself as `serve-emulator` (the upstream, on the
-//! load side's CPUs) and `serve-relay` (on the server's CPUs). The publisher writes with
-//! PutRecords; each subscriber is its own gRPC connection with the generated client.
+//! server's CPUs unless `--upstream-on load`) and `serve-relay` (on the server's CPUs). The
+//! publisher writes with PutRecords; each subscriber is its own gRPC connection with the
+//! generated client.
 
 use std::sync::{Arc, Mutex};
 
@@ -32,7 +33,7 @@ pub async fn start(
 ) -> anyhow::Result<Server> {
     let exe = bench_exe()?;
     let mut emulator = spawn(
-        placement.client_cpus.as_deref(),
+        placement.upstream_cpus.as_deref(),
         &exe,
         &["serve-emulator"],
         true,
