@@ -30,7 +30,7 @@ pub(crate) fn full_body(bytes: impl Into<Bytes>) -> Body {
 /// A 200 response with a JSON 1.1 body.
 pub(crate) fn json_response(value: &impl serde::Serialize) -> Response<Body> {
     match serde_json::to_vec(value) {
-        Ok(bytes) => with_json_headers(StatusCode::OK, bytes),
+        Ok(bytes) => json_bytes_response(bytes),
         Err(err) => error_response(&KinesisError::InternalFailure(err.to_string())),
     }
 }

@@ -3,8 +3,8 @@
 //! Written straight into the output rather than built as a `serde_json::Value` and then
 //! serialized: a tree costs four map entries and five strings per record, and serializing
 //! it scans every byte of the base64 data for characters to escape, of which base64 has
-//! none. In the benchmark (one publisher, records fanned out to 100 subscribers) the
-//! emulator's pushes ran on the load generator's core, so their cost was the relay's too.
+//! none. Written directly, a pushed record costs the emulator less than half the CPU
+//! (ADR 0014), which the benchmark's relay cells share a core with.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;

@@ -72,7 +72,7 @@ impl System {
 pub struct Placement {
     /// `taskset -c` list for the server under test, if pinning.
     pub server_cpus: Option<String>,
-    /// `taskset -c` list for helper processes of the load side.
+    /// `taskset -c` list for the load generator (this process: publisher, subscribers).
     pub client_cpus: Option<String>,
     /// `taskset -c` list for the relay's upstream (the emulator standing in for Kinesis).
     pub upstream_cpus: Option<String>,
