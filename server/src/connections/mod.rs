@@ -17,8 +17,10 @@
 //! - `settings.rs`: the listener's settings (keepalive, limits, deadlines).
 
 pub mod accept;
+mod backlog;
 pub mod coalesce;
 pub mod fd_limit;
+pub mod lent;
 pub mod limits;
 mod route;
 mod settings;
@@ -50,6 +52,7 @@ pub(crate) use self::route::header_list_size;
 use self::{
     accept::Acceptor,
     coalesce::Coalescing,
+    lent::LentChunks,
     limits::{CloseReason, ConnectionTable},
     route::route,
 };
@@ -232,14 +235,22 @@ impl Task {
     {
         let info = io.connect_info();
         if self.shared.settings.coalesce_writes {
-            self.serve_http(Coalescing::new(io), info).await
+            let lent = LentChunks::default();
+            self.serve_http(Coalescing::new(io, lent.clone()), info, Some(lent))
+                .await
         } else {
-            self.serve_http(io, info).await
+            self.serve_http(io, info, None).await
         }
     }
 
-    /// Serves HTTP/2 or HTTP/1.1 on `io`, whose connect info (address, client certificates) is `info`.
-    async fn serve_http<IO, Info>(mut self, io: IO, info: Info) -> CloseReason
+    /// Serves HTTP/2 or HTTP/1.1 on `io`, whose connect info (address, client certificates)
+    /// is `info`; responses lend their long chunks to `lent`, if any (see [`lent`]).
+    async fn serve_http<IO, Info>(
+        mut self,
+        io: IO,
+        info: Info,
+        lent: Option<LentChunks>,
+    ) -> CloseReason
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         Info: Clone + Send + Sync + 'static,
@@ -254,6 +265,9 @@ impl Task {
                 let mut request = request.map(Body::new);
                 request.extensions_mut().insert(info.clone());
                 request.extensions_mut().insert(fate.clone());
+                if let Some(lent) = &lent {
+                    request.extensions_mut().insert(lent.clone());
+                }
                 route(&shared, request)
             })
         };

@@ -47,6 +47,7 @@ use http_body::{Body as HttpBody, Frame};
 use tonic::Status;
 
 use super::compress::{ResponseCompression, ResponseEncoding};
+use crate::connections::lent::LentChunks;
 
 /// What [`HttpBody::poll_frame`] returns for the bodies of this service (bytes frames),
 /// named once so that each body's signature says only what differs: its error.
@@ -82,6 +83,8 @@ pub struct StreamingBody<S> {
     trailers: Option<HeaderMap>,
     /// Set once the trailers are decided.
     done: bool,
+    /// Where the connection's I/O layer learns of the frames it may hold without a copy.
+    lent: Option<LentChunks>,
 }
 
 impl<S, M> StreamingBody<S>
@@ -98,7 +101,24 @@ where
             tail: BytesMut::new(),
             trailers: None,
             done: false,
+            lent: None,
         }
+    }
+
+    /// Lends each long frame to `lent` before HTTP/2 gets it, so that the connection's I/O
+    /// layer may defer the frames h2 cuts from it without copying them
+    /// ([`crate::connections::lent`]).
+    pub fn lending_to(mut self, lent: Option<LentChunks>) -> Self {
+        self.lent = lent;
+        self
+    }
+
+    /// `bytes` as a DATA frame, lent first.
+    fn data(&self, bytes: Bytes) -> PolledFrame<Infallible> {
+        if let Some(lent) = &self.lent {
+            lent.lend(&bytes);
+        }
+        Poll::Ready(Some(Ok(Frame::data(bytes))))
     }
 
     /// Queues the frames of `message`.
@@ -158,7 +178,7 @@ where
         let this = self.get_mut();
         loop {
             if let Some(frame) = this.frames.pop_front() {
-                return Poll::Ready(Some(Ok(Frame::data(frame))));
+                return this.data(frame);
             }
             if !this.done {
                 match Pin::new(&mut this.messages).poll_next(cx) {
@@ -180,7 +200,8 @@ where
                 }
             }
             if !this.tail.is_empty() {
-                return Poll::Ready(Some(Ok(Frame::data(this.tail.split().freeze()))));
+                let tail = this.tail.split().freeze();
+                return this.data(tail);
             }
             if let Some(trailers) = this.trailers.take() {
                 return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
@@ -296,6 +317,21 @@ mod tests {
         assert_eq!(frames.len(), 3);
         assert_eq!(frames[0][..], prefix(len)[..]);
         assert!(body.is_end_stream(), "the trailers were the last frame");
+    }
+
+    #[test]
+    fn long_frames_are_lent_before_http2_gets_them() {
+        let long = Bytes::from(vec![7u8; ZERO_COPY_MIN]);
+        let lent = LentChunks::default();
+        let messages = vec![Ok(Parts(vec![long.clone(), Bytes::from_static(b"cursor")]))];
+        let mut body = body(messages, None).lending_to(Some(lent.clone()));
+        let frames = ready_frames(&mut body);
+        assert_eq!(frames.len(), 3, "prefix, long segment, cursor");
+        assert_eq!(lent.held(), 1, "only the long one is worth lending");
+        let borrowed = lent
+            .borrow(&frames[1][100..])
+            .expect("the long frame was lent");
+        assert_eq!(borrowed.as_ptr(), long[100..].as_ptr());
     }
 
     #[tokio::test]
