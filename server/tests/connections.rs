@@ -357,3 +357,114 @@ async fn sigterm_exits_within_the_grace_period_despite_stalled_and_silent_client
     );
     drop((idle, silent));
 }
+
+/// For each gRPC message longer than 16 KiB, the length of the HTTP/2 DATA frame its first
+/// byte arrived in, as a bare h2 client accepting `max_frame` bytes per frame (h2's default,
+/// 16 KiB, if `None`) reads `records` records of `stream` from the earliest.
+async fn frames_starting_long_messages(
+    addr: SocketAddr,
+    stream: &str,
+    max_frame: Option<u32>,
+    records: usize,
+) -> Vec<usize> {
+    use bytes::Bytes;
+    use prost::Message;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut builder = h2::client::Builder::new();
+    // Windows large enough that flow control never cuts a frame short.
+    builder
+        .initial_window_size(8 << 20)
+        .initial_connection_window_size(8 << 20);
+    if let Some(max_frame) = max_frame {
+        builder.max_frame_size(max_frame);
+    }
+    let (client, connection) = builder.handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = http::Request::post("http://relay/kinesis_relay.v1.Relay/Subscribe")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let mut ready = client.ready().await.unwrap();
+    let (response, mut send) = ready.send_request(request, false).unwrap();
+    let message = SubscribeRequest {
+        stream: stream.into(),
+        starting_position: Some(v1::subscribe_request::StartingPosition::Earliest(
+            v1::Earliest {},
+        )),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&message);
+    send.send_data(Bytes::from(framed), true).unwrap();
+    tokio::time::timeout(DEADLINE, async {
+        let mut body = response.await.unwrap().into_body();
+        // Every byte of the body, and where each DATA frame started in it.
+        let (mut bytes, mut frame_starts) = (Vec::new(), Vec::new());
+        let (mut parsed, mut received, mut starting_frames) = (0, 0, Vec::new());
+        while received < records {
+            let frame = body.data().await.expect("the stream stays open").unwrap();
+            let _ = body.flow_control().release_capacity(frame.len());
+            frame_starts.push(bytes.len());
+            bytes.extend_from_slice(&frame);
+            while bytes.len() >= parsed + 5 {
+                let header = &bytes[parsed..parsed + 5];
+                let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+                if bytes.len() < parsed + 5 + len {
+                    break;
+                }
+                let message = &bytes[parsed + 5..parsed + 5 + len];
+                let response = v1::SubscribeResponse::decode(message).unwrap();
+                if let Some(v1::subscribe_response::Event::Records(batch)) = response.event {
+                    received += batch.records.len();
+                }
+                if 5 + len > 16 << 10 {
+                    // The frame this message started in, and that frame's length.
+                    let at = frame_starts.partition_point(|&start| start <= parsed) - 1;
+                    let end = frame_starts.get(at + 1).copied().unwrap_or(bytes.len());
+                    starting_frames.push(end - frame_starts[at]);
+                }
+                parsed += 5 + len;
+            }
+        }
+        starting_frames
+    })
+    .await
+    .expect("every record arrives")
+}
+
+#[tokio::test]
+async fn a_client_of_16_kib_frames_gets_each_long_response_started_in_a_full_frame() {
+    let stream = unique_name("full-frames");
+    let (emulator, relay) = relay_on_one_shard(&stream, fast_config(&[&stream])).await;
+    let kinesis = client_for(&emulator.endpoint_url());
+    let records: Vec<(String, Vec<u8>)> = (0..400)
+        .map(|i| (format!("key-{}", i % 4), vec![b'a' + (i % 26) as u8; 1000]))
+        .collect();
+    put(&kinesis, &stream, &records).await;
+    wait_held(&relay, &stream, records.len()).await;
+
+    // A client of HTTP/2's default 16 KiB frames: the prefix of a 64 KiB batch shares its
+    // frame with the first records, which makes that frame full (one frame less per
+    // response), instead of going in a small frame of its own.
+    let small = frames_starting_long_messages(relay.local_addr, &stream, None, 400).await;
+    assert!(
+        !small.is_empty(),
+        "400 KiB of records come in long responses"
+    );
+    assert!(
+        small.iter().all(|&len| len == 16 << 10),
+        "frames that started long responses: {small:?}"
+    );
+    // A client of 1 MiB frames takes a batch's records in one frame whatever comes before
+    // them: no bytes are copied to fill the prefix's frame.
+    let large = frames_starting_long_messages(relay.local_addr, &stream, Some(1 << 20), 400).await;
+    assert!(
+        large.iter().all(|&len| len < 1 << 10),
+        "frames that started long responses: {large:?}"
+    );
+}

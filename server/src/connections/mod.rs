@@ -18,6 +18,7 @@
 
 pub mod accept;
 mod backlog;
+pub mod client_frame;
 pub mod coalesce;
 pub mod fd_limit;
 pub mod lent;
@@ -51,6 +52,7 @@ use tracing::{debug, info};
 pub(crate) use self::route::header_list_size;
 use self::{
     accept::Acceptor,
+    client_frame::{ClientFrameSize, ReadsClientFrame},
     coalesce::Coalescing,
     lent::LentChunks,
     limits::{CloseReason, ConnectionTable},
@@ -234,22 +236,29 @@ impl Task {
         IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
     {
         let info = io.connect_info();
+        // What the connection's I/O layers learn or offer, for its calls to use.
+        let mut shares = http::Extensions::new();
+        let frame_size = ClientFrameSize::default();
+        shares.insert(frame_size.clone());
+        let io = ReadsClientFrame::new(io, frame_size);
         if self.shared.settings.coalesce_writes {
             let lent = LentChunks::default();
-            self.serve_http(Coalescing::new(io, lent.clone()), info, Some(lent))
+            shares.insert(lent.clone());
+            self.serve_http(Coalescing::new(io, lent), info, shares)
                 .await
         } else {
-            self.serve_http(io, info, None).await
+            self.serve_http(io, info, shares).await
         }
     }
 
     /// Serves HTTP/2 or HTTP/1.1 on `io`, whose connect info (address, client certificates)
-    /// is `info`; responses lend their long chunks to `lent`, if any (see [`lent`]).
+    /// is `info`; every request carries `shares` (what the I/O layers share with the calls:
+    /// [`ClientFrameSize`], [`LentChunks`]).
     async fn serve_http<IO, Info>(
         mut self,
         io: IO,
         info: Info,
-        lent: Option<LentChunks>,
+        shares: http::Extensions,
     ) -> CloseReason
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -265,9 +274,7 @@ impl Task {
                 let mut request = request.map(Body::new);
                 request.extensions_mut().insert(info.clone());
                 request.extensions_mut().insert(fate.clone());
-                if let Some(lent) = &lent {
-                    request.extensions_mut().insert(lent.clone());
-                }
+                request.extensions_mut().extend(shares.clone());
                 route(&shared, request)
             })
         };

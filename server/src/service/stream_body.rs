@@ -47,7 +47,7 @@ use http_body::{Body as HttpBody, Frame};
 use tonic::Status;
 
 use super::compress::{ResponseCompression, ResponseEncoding};
-use crate::connections::lent::LentChunks;
+use crate::connections::{client_frame::ClientFrameSize, lent::LentChunks};
 
 /// What [`HttpBody::poll_frame`] returns for the bodies of this service (bytes frames),
 /// named once so that each body's signature says only what differs: its error.
@@ -85,6 +85,8 @@ pub struct StreamingBody<S> {
     done: bool,
     /// Where the connection's I/O layer learns of the frames it may hold without a copy.
     lent: Option<LentChunks>,
+    /// The largest frame the client takes, once known.
+    client_frame: Option<ClientFrameSize>,
 }
 
 impl<S, M> StreamingBody<S>
@@ -102,15 +104,36 @@ where
             trailers: None,
             done: false,
             lent: None,
+            client_frame: None,
         }
     }
 
-    /// Lends each long frame to `lent` before HTTP/2 gets it, so that the connection's I/O
-    /// layer may defer the frames h2 cuts from it without copying them
-    /// ([`crate::connections::lent`]).
-    pub fn lending_to(mut self, lent: Option<LentChunks>) -> Self {
-        self.lent = lent;
+    /// Uses what the connection's I/O layers share with its calls (`extensions` of the
+    /// request): each long frame is lent before HTTP/2 gets it, so that the connection may
+    /// defer the frames h2 cuts from it without copying them ([`crate::connections::lent`]),
+    /// and frames are cut to the client's frame size ([`Self::fill`]).
+    pub fn for_connection(mut self, extensions: &http::Extensions) -> Self {
+        self.lent = extensions.get::<LentChunks>().cloned();
+        self.client_frame = extensions.get::<ClientFrameSize>().cloned();
         self
+    }
+
+    /// How many bytes of a long segment to copy into the frame before it, `staged` bytes
+    /// long, so that frame is as long as the client's frames. h2 cuts each body frame into
+    /// frames of the client's size on its own, so a 64 KiB run of records after a 20-byte
+    /// prefix frame reaches a 16 KiB client as five frames; filling the prefix's frame
+    /// makes it four: one frame, one client read and decode less per response. Only a copy
+    /// shorter than [`ZERO_COPY_MIN`] is worth a frame, so 1 MiB clients are not filled.
+    fn fill(&self, staged: usize, long: usize) -> usize {
+        let Some(frame) = self.client_frame.as_ref().and_then(ClientFrameSize::get) else {
+            return 0;
+        };
+        let frame = usize::try_from(frame).unwrap_or(usize::MAX);
+        if staged == 0 || staged >= frame || staged + long <= frame {
+            return 0;
+        }
+        let fill = frame - staged;
+        if fill < ZERO_COPY_MIN { fill } else { 0 }
     }
 
     /// `bytes` as a DATA frame, lent first.
@@ -142,9 +165,12 @@ where
         staging.reserve(PREFIX + 128);
         staging.put_u8(flag);
         staging.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
-        for segment in segments {
+        for mut segment in segments {
             if segment.len() >= ZERO_COPY_MIN {
                 if !staging.is_empty() {
+                    let fill = self.fill(staging.len(), segment.len());
+                    staging.put_slice(&segment[..fill]);
+                    segment = segment.slice(fill..);
                     self.frames.push_back(staging.split().freeze());
                 }
                 self.frames.push_back(segment);
@@ -324,7 +350,9 @@ mod tests {
         let long = Bytes::from(vec![7u8; ZERO_COPY_MIN]);
         let lent = LentChunks::default();
         let messages = vec![Ok(Parts(vec![long.clone(), Bytes::from_static(b"cursor")]))];
-        let mut body = body(messages, None).lending_to(Some(lent.clone()));
+        let mut shares = http::Extensions::new();
+        shares.insert(lent.clone());
+        let mut body = body(messages, None).for_connection(&shares);
         let frames = ready_frames(&mut body);
         assert_eq!(frames.len(), 3, "prefix, long segment, cursor");
         assert_eq!(lent.held(), 1, "only the long one is worth lending");
@@ -332,6 +360,44 @@ mod tests {
             .borrow(&frames[1][100..])
             .expect("the long frame was lent");
         assert_eq!(borrowed.as_ptr(), long[100..].as_ptr());
+    }
+
+    /// The frames of one message of a 64 KiB run and a cursor, for a client of `frame`.
+    fn frames_for_client(frame: Option<u32>, long: &Bytes) -> Vec<Bytes> {
+        let mut shares = http::Extensions::new();
+        if let Some(frame) = frame {
+            shares.insert(ClientFrameSize::known(frame));
+        }
+        let messages = vec![Ok(Parts(vec![long.clone(), Bytes::from_static(b"cursor")]))];
+        let mut body = body(messages, None).for_connection(&shares);
+        ready_frames(&mut body)
+    }
+
+    #[test]
+    fn the_frame_before_a_long_segment_is_filled_to_a_small_frame_clients_size() {
+        let long = Bytes::from((0..64 << 10).map(|i| i as u8).collect::<Vec<_>>());
+        let unknown = frames_for_client(None, &long);
+        let lens = |frames: &[Bytes]| frames.iter().map(Bytes::len).collect::<Vec<_>>();
+        assert_eq!(lens(&unknown), [PREFIX, 64 << 10, 6]);
+        let filled = frames_for_client(Some(16384), &long);
+        let fill = 16384 - PREFIX;
+        assert_eq!(lens(&filled), [16384, (64 << 10) - fill, 6]);
+        assert_eq!(
+            filled[1].as_ptr(),
+            long[fill..].as_ptr(),
+            "the rest is not copied"
+        );
+        assert_eq!(filled.concat(), unknown.concat(), "the same bytes");
+        // A client of 1 MiB frames takes the run whole: copying it would save nothing.
+        assert_eq!(
+            lens(&frames_for_client(Some(1 << 20), &long)),
+            lens(&unknown)
+        );
+        // Nor is a 32 KiB frame worth a copy of 32 KiB.
+        assert_eq!(
+            lens(&frames_for_client(Some(32 << 10), &long)),
+            lens(&unknown)
+        );
     }
 
     #[tokio::test]

@@ -21,7 +21,7 @@ use super::{
     request,
     stream_body::{PreEncoded, StreamingBody},
 };
-use crate::{connections::lent::LentChunks, wire::EncodedResponse};
+use crate::wire::EncodedResponse;
 
 /// How long a client may take to send its request message once the call has started.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
@@ -50,12 +50,12 @@ pub async fn subscribe(
     };
     let encoding = compression
         .and_then(|compression| Some((compression, ResponseEncoding::negotiate(&parts.headers)?)));
-    let lent = parts.extensions.get::<LentChunks>().cloned();
+    let shares = parts.extensions.clone();
     let request = tonic::Request::from_http(http::Request::from_parts(parts, message));
     let response = match service.subscribe_encoded(request) {
         Ok(stream) => {
             let name = encoding.as_ref().map(|(_, encoding)| encoding.name());
-            let body = StreamingBody::new(stream, encoding).lending_to(lent);
+            let body = StreamingBody::new(stream, encoding).for_connection(&shares);
             let mut response = http::Response::new(Body::new(body));
             let headers = response.headers_mut();
             headers.insert(
