@@ -119,21 +119,31 @@ where
     }
 
     /// How many bytes of a long segment to copy into the frame before it, `staged` bytes
-    /// long, so that frame is as long as the client's frames. h2 cuts each body frame into
-    /// frames of the client's size on its own, so a 64 KiB run of records after a 20-byte
-    /// prefix frame reaches a 16 KiB client as five frames; filling the prefix's frame
-    /// makes it four: one frame, one client read and decode less per response. Only a copy
-    /// shorter than [`ZERO_COPY_MIN`] is worth a frame, so 1 MiB clients are not filled.
+    /// long, so that the pair reaches the client in one frame fewer. h2 cuts each body
+    /// frame into frames of the client's size on its own, so a 60 KiB run of records after
+    /// a 20-byte prefix frame reaches a 16 KiB client as five frames (20 B, then 16, 16,
+    /// 16 and 12 KiB); moving the run's first 12 KiB behind the prefix leaves a run of
+    /// whole frames, four in all: one frame, one client read and decode less per response.
+    /// The copy is the run's last partial frame and no more (a fuller first frame would
+    /// save nothing), and only where it fits behind the staged bytes; only a copy shorter
+    /// than [`ZERO_COPY_MIN`] is worth a frame, so 1 MiB clients are not filled.
     fn fill(&self, staged: usize, long: usize) -> usize {
         let Some(frame) = self.client_frame.as_ref().and_then(ClientFrameSize::get) else {
             return 0;
         };
         let frame = usize::try_from(frame).unwrap_or(usize::MAX);
-        if staged == 0 || staged >= frame || staged + long <= frame {
+        if staged == 0 || staged + long <= frame {
             return 0;
         }
-        let fill = frame - staged;
-        if fill < ZERO_COPY_MIN { fill } else { 0 }
+        let partial = match long % frame {
+            0 => frame,
+            partial => partial,
+        };
+        if staged + partial <= frame && partial < ZERO_COPY_MIN {
+            partial
+        } else {
+            0
+        }
     }
 
     /// `bytes` as a DATA frame, lent first.
@@ -374,17 +384,18 @@ mod tests {
     }
 
     #[test]
-    fn the_frame_before_a_long_segment_is_filled_to_a_small_frame_clients_size() {
-        let long = Bytes::from((0..64 << 10).map(|i| i as u8).collect::<Vec<_>>());
-        let unknown = frames_for_client(None, &long);
+    fn a_long_segments_last_partial_frame_is_moved_behind_the_frame_before_it() {
         let lens = |frames: &[Bytes]| frames.iter().map(Bytes::len).collect::<Vec<_>>();
-        assert_eq!(lens(&unknown), [PREFIX, 64 << 10, 6]);
+        // 60 KiB: three frames of 16 KiB and 12 KiB over.
+        let long = Bytes::from((0..60 << 10).map(|i| i as u8).collect::<Vec<_>>());
+        let unknown = frames_for_client(None, &long);
+        assert_eq!(lens(&unknown), [PREFIX, 60 << 10, 6]);
         let filled = frames_for_client(Some(16384), &long);
-        let fill = 16384 - PREFIX;
-        assert_eq!(lens(&filled), [16384, (64 << 10) - fill, 6]);
+        let partial = 12 << 10;
+        assert_eq!(lens(&filled), [PREFIX + partial, 48 << 10, 6]);
         assert_eq!(
             filled[1].as_ptr(),
-            long[fill..].as_ptr(),
+            long[partial..].as_ptr(),
             "the rest is not copied"
         );
         assert_eq!(filled.concat(), unknown.concat(), "the same bytes");
@@ -393,11 +404,20 @@ mod tests {
             lens(&frames_for_client(Some(1 << 20), &long)),
             lens(&unknown)
         );
-        // Nor is a 32 KiB frame worth a copy of 32 KiB.
+        // Nor is a 32 KiB frame worth a copy of 28 KiB.
         assert_eq!(
             lens(&frames_for_client(Some(32 << 10), &long)),
             lens(&unknown)
         );
+        // A run of whole frames, or one whose partial frame does not fit behind the
+        // prefix, loses no frame to a copy: none is made.
+        for len in [64 << 10, (64 << 10) - 2] {
+            let long = Bytes::from(vec![7u8; len]);
+            assert_eq!(
+                lens(&frames_for_client(Some(16384), &long)),
+                [PREFIX, len, 6]
+            );
+        }
     }
 
     #[tokio::test]
