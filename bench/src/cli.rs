@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::{
     catchup,
     cell::{self, CellSpec},
-    loopback, plot, report, serve, soak,
+    loopback, plot, report, rounds, serve, soak,
     systems::{Placement, SubscriberCompression, System},
 };
 
@@ -38,6 +38,12 @@ pub struct Cli {
     /// Seconds of each phase (saturation, latency) per cell (default 3; --quick: 1).
     #[arg(long)]
     pub phase_secs: Option<f64>,
+    /// Rounds of each cell (default 3; --quick: 1): its systems run in turns, a different
+    /// one first each round, and the report keeps each system's median round by delivered
+    /// records/s (with every round's gaps and repeats), so that a swing of the machine's
+    /// speed during one system's turn does not decide the comparison.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=9))]
+    pub rounds: Option<u64>,
     /// Compressed responses the relay's gRPC subscribers accept (`none`, `gzip`, `zstd`);
     /// the report's "wire B/rec" shows what it saves. Redis, NATS and SSE ignore it.
     #[arg(long, value_enum, default_value_t = SubscriberCompression::None)]
@@ -189,6 +195,9 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
     let subscribers = pick(&cli.subscribers, &[1, 10], &[1, 100, 1000]);
     let phase =
         Duration::from_secs_f64(cli.phase_secs.unwrap_or(if cli.quick { 1.0 } else { 3.0 }));
+    let rounds = cli
+        .rounds
+        .map_or(if cli.quick { 1 } else { 3 }, |n| n as usize);
     let full_run = !cli.quick
         && cli.subscriber_compression == SubscriberCompression::None
         && !cli.json_payloads
@@ -196,6 +205,7 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
         && cli.subscribers.is_empty()
         && cli.systems.len() == 4
         && cli.phase_secs.is_none()
+        && cli.rounds.is_none()
         && cli.window_kib == DEFAULT_WINDOW_KIB
         && cli.upstream_on == UpstreamOn::Server;
     let out = cli.out.clone().unwrap_or_else(|| {
@@ -219,23 +229,29 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
     let mut results = Vec::new();
     for &payload in &payloads {
         for &n in &subscribers {
-            for &system in &cli.systems {
-                let spec = CellSpec {
-                    system,
-                    payload,
-                    subscribers: n,
-                    phase,
-                    ring_bytes: cli.ring_mib << 20,
-                    accept: cli.subscriber_compression,
-                    json: cli.json_payloads,
-                    window_bytes: (cli.window_kib as usize) << 10,
-                };
-                let result = runtime.block_on(cell::run(&spec, &placement));
-                eprintln!("{}", report::line(&result));
-                results.push(result);
-                // Let sockets of the previous server close before the next starts.
-                std::thread::sleep(Duration::from_millis(300));
+            let mut cell_rounds = vec![Vec::new(); cli.systems.len()];
+            for round in 0..rounds {
+                for (at, system) in
+                    rounds::order(&cli.systems.iter().enumerate().collect::<Vec<_>>(), round)
+                {
+                    let spec = CellSpec {
+                        system: *system,
+                        payload,
+                        subscribers: n,
+                        phase,
+                        ring_bytes: cli.ring_mib << 20,
+                        accept: cli.subscriber_compression,
+                        json: cli.json_payloads,
+                        window_bytes: (cli.window_kib as usize) << 10,
+                    };
+                    let result = runtime.block_on(cell::run(&spec, &placement));
+                    eprintln!("round {}/{rounds} {}", round + 1, report::line(&result));
+                    cell_rounds[at].push(result);
+                    // Let sockets of the previous server close before the next starts.
+                    std::thread::sleep(Duration::from_millis(300));
+                }
             }
+            results.extend(cell_rounds.into_iter().filter_map(rounds::median));
         }
     }
     runtime.shutdown_timeout(Duration::from_secs(2));
@@ -244,11 +260,11 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
     let md = out.join("results.md");
     let png = out.join("results.png");
     std::fs::write(&csv, report::csv(&results, &machine))?;
-    std::fs::write(&md, report::markdown(&results, &machine))?;
+    std::fs::write(&md, report::markdown(&results, &machine, rounds))?;
     if let Err(err) = plot::draw(&results, &png) {
         eprintln!("plot not drawn: {err:#}");
     }
-    println!("{}", report::markdown(&results, &machine));
+    println!("{}", report::markdown(&results, &machine, rounds));
     eprintln!(
         "wrote {}, {}, {}",
         md.display(),

@@ -7,6 +7,7 @@
 //!   per-subscriber gap/repeat/latency bookkeeping.
 //! - [`systems`]: starting each system under test, its publisher and its subscribers.
 //! - [`cell`]: one cell of the matrix: saturation, then latency at half of it, CPU, memory.
+//! - [`rounds`]: each cell's systems in turns, over several rounds, and the median kept.
 //! - [`procstat`]: CPU time and RSS of a process from `/proc`.
 //! - [`loopback`]: the plain-socket loopback TCP ceiling.
 //! - [`report`]: Markdown and CSV; [`plot`]: the PNG.
@@ -24,6 +25,7 @@ mod payload;
 mod plot;
 mod procstat;
 mod report;
+mod rounds;
 mod serve;
 mod soak;
 mod systems;

@@ -146,9 +146,15 @@ fn peer<'a>(results: &'a [CellResult], r: &CellResult, system: &str) -> Option<&
     })
 }
 
-pub fn markdown(results: &[CellResult], machine: &Machine) -> String {
+pub fn markdown(results: &[CellResult], machine: &Machine, rounds: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Machine: {}.\n", machine.summary());
+    if rounds > 1 {
+        let _ = writeln!(
+            out,
+            "Each cell ran {rounds} rounds, its systems in turns; each row is that system's median round by delivered records/s, with the gaps and repeats of all rounds.\n"
+        );
+    }
     let _ = writeln!(
         out,
         "**Throughput, CPU and memory** (saturation, closed loop):\n"

@@ -149,3 +149,45 @@ fn compressed_subscribers_get_every_record_in_fewer_bytes() {
         "zstd: {zstd} bytes per record, {plain} uncompressed"
     );
 }
+
+#[test]
+fn rounds_take_turns_and_the_report_keeps_one_row_per_system() {
+    // Two relay systems (no peer needed), two rounds: each system runs in each round,
+    // and the report has one row for each, the median round's.
+    let out = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_kinesis-relay-bench"))
+        .args([
+            "--quick",
+            "--systems",
+            "relay,relay-16k",
+            "--subscribers",
+            "2",
+            "--rounds",
+            "2",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .expect("the bench binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench --rounds 2 failed: {stderr}");
+    let turns: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("round "))
+        .collect();
+    assert_eq!(turns.len(), 4, "two systems, two rounds each: {stderr}");
+    assert!(turns[0].starts_with("round 1/2 relay "), "{turns:?}");
+    assert!(
+        turns[2].starts_with("round 2/2 relay-16k "),
+        "the second round starts with the other system: {turns:?}"
+    );
+    let csv = std::fs::read_to_string(out.path().join("results.csv")).expect("results.csv");
+    let systems: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').next().expect("system"))
+        .collect();
+    assert_eq!(systems, ["relay", "relay-16k"], "{csv}");
+    let md = std::fs::read_to_string(out.path().join("results.md")).expect("results.md");
+    assert!(md.contains("Each cell ran 2 rounds"), "{md}");
+}

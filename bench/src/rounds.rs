@@ -1,0 +1,86 @@
+//! Several rounds of one cell, and the one the report keeps.
+//!
+//! This machine's speed moves by ±20% and more from one minute to the next, and a swing
+//! that falls on one system's turn decides a comparison between systems. So each cell runs
+//! its systems in turns, more than once, starting the turns with a different system each
+//! round, and the report keeps for each system its median round by delivered records/s:
+//! one swing moves no figure.
+
+use crate::cell::CellResult;
+
+/// The order of `systems` for round `round`: rotated by one each round, so that no system
+/// always runs first, right after the previous cell's servers went away.
+pub fn order<T: Copy>(systems: &[T], round: usize) -> Vec<T> {
+    let mut turns = systems.to_vec();
+    if !turns.is_empty() {
+        let by = round % turns.len();
+        turns.rotate_left(by);
+    }
+    turns
+}
+
+/// The round of one system's cell to report: the median of the rounds that did not fail by
+/// delivered records/s (the lower middle one of an even count), with the gaps and repeats
+/// of every round, so that a round that lost or repeated records is never hidden. When every
+/// round failed, the first failure.
+pub fn median(rounds: Vec<CellResult>) -> Option<CellResult> {
+    let gaps = rounds.iter().map(|round| round.gaps).sum();
+    let repeats = rounds.iter().map(|round| round.repeats).sum();
+    let (mut ok, failed): (Vec<_>, Vec<_>) =
+        rounds.into_iter().partition(|round| round.error.is_empty());
+    if ok.is_empty() {
+        return failed.into_iter().next();
+    }
+    ok.sort_by(|a, b| a.sat_records_per_s.total_cmp(&b.sat_records_per_s));
+    let mut kept = ok.swap_remove((ok.len() - 1) / 2);
+    kept.gaps = gaps;
+    kept.repeats = repeats;
+    Some(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(rate: f64, gaps: u64, error: &str) -> CellResult {
+        CellResult {
+            sat_records_per_s: rate,
+            gaps,
+            error: error.into(),
+            ..CellResult::default()
+        }
+    }
+
+    #[test]
+    fn each_round_starts_with_another_system() {
+        let systems = ["relay", "relay-16k", "redis", "nats"];
+        assert_eq!(order(&systems, 0), systems);
+        assert_eq!(order(&systems, 1), ["relay-16k", "redis", "nats", "relay"]);
+        assert_eq!(order(&systems, 5), order(&systems, 1));
+        assert!(order::<u8>(&[], 3).is_empty());
+    }
+
+    #[test]
+    fn the_median_round_is_kept_with_every_rounds_gaps() {
+        let kept = median(vec![
+            round(900.0, 0, ""),
+            round(500.0, 2, ""),
+            round(700.0, 0, ""),
+        ])
+        .expect("three rounds");
+        assert_eq!(kept.sat_records_per_s, 700.0);
+        assert_eq!(kept.gaps, 2, "the slow round's gaps are reported");
+        // Two rounds: the lower one; a failed round does not count.
+        let kept = median(vec![
+            round(900.0, 0, ""),
+            round(0.0, 0, "refused"),
+            round(500.0, 0, ""),
+        ])
+        .expect("two rounds ran");
+        assert_eq!(kept.sat_records_per_s, 500.0);
+        let failed = median(vec![round(0.0, 0, "refused"), round(0.0, 0, "timed out")])
+            .expect("a failure is reported");
+        assert_eq!(failed.error, "refused");
+        assert!(median(Vec::new()).is_none());
+    }
+}
