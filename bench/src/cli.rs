@@ -231,11 +231,9 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
         for &n in &subscribers {
             let mut cell_rounds = vec![Vec::new(); cli.systems.len()];
             for round in 0..rounds {
-                for (at, system) in
-                    rounds::order(&cli.systems.iter().enumerate().collect::<Vec<_>>(), round)
-                {
+                for at in rounds::order(cli.systems.len(), round) {
                     let spec = CellSpec {
-                        system: *system,
+                        system: cli.systems[at],
                         payload,
                         subscribers: n,
                         phase,

@@ -358,9 +358,6 @@ async fn sigterm_exits_within_the_grace_period_despite_stalled_and_silent_client
     drop((idle, silent));
 }
 
-/// For each gRPC message longer than 16 KiB, the length of the HTTP/2 DATA frame its first
-/// byte arrived in, as a bare h2 client accepting `max_frame` bytes per frame (h2's default,
-/// 16 KiB, if `None`) reads `records` records of `stream` from the earliest.
 /// A response longer than 16 KiB as a client saw it: its length, the length of the DATA
 /// frame it started in, and how many frames started within it.
 #[derive(Debug)]
@@ -370,6 +367,9 @@ struct LongMessage {
     frames_within: usize,
 }
 
+/// Each gRPC message longer than 16 KiB as a bare h2 client accepting `max_frame` bytes per
+/// frame (h2's default, 16 KiB, if `None`) sees it, reading `records` records of `stream`
+/// from the earliest.
 async fn long_messages(
     addr: SocketAddr,
     stream: &str,
