@@ -313,13 +313,22 @@ fn placement(cpus: usize, upstream_on: UpstreamOn) -> Placement {
 
 /// Pins this process (and the threads it starts later) to `cpus` with taskset.
 fn pin_self(cpus: &str) -> anyhow::Result<()> {
-    let status = std::process::Command::new("taskset")
-        .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .context("running taskset (util-linux)")?;
-    anyhow::ensure!(status.success(), "taskset failed: {status}");
-    Ok(())
+    // taskset lists the process's threads, then pins each; a thread that ends in between
+    // (the loopback measurement's, just joined) fails the whole call with "No such
+    // process". Listing again is enough: a few tries, not a loop.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let status = std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .context("running taskset (util-linux)")?;
+        if status.success() {
+            return Ok(());
+        }
+        anyhow::ensure!(tries < 5, "taskset failed {tries} times, last: {status}");
+    }
 }
 
 #[cfg(test)]

@@ -38,17 +38,38 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / ticks_per_second()
 }
 
-/// Bytes `pid` has written so far through write(2) and its kin, sockets included
-/// (`wchar` of `/proc/<pid>/io`): for a server, about the bytes it sent on the wire.
-pub fn bytes_written(pid: u32) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/io"))
-        .ok()
-        .and_then(|io| {
-            io.lines()
-                .find_map(|line| line.strip_prefix("wchar:"))
-                .and_then(|value| value.trim().parse().ok())
-        })
-        .unwrap_or(0)
+/// What `pid` has written so far through write(2) and its kin, sockets included: bytes
+/// (`wchar` of `/proc/<pid>/io`: for a server, about the bytes it sent on the wire) and
+/// system calls (`syscw`; eventfd wake-ups count too).
+pub fn written(pid: u32) -> Written {
+    let io = fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    let field = |name: &str| {
+        io.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Written {
+        bytes: field("wchar:"),
+        calls: field("syscw:"),
+    }
+}
+
+/// Bytes and write system calls of a process, from [`written`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    pub bytes: u64,
+    pub calls: u64,
+}
+
+impl Written {
+    /// What was written since `before`.
+    pub fn since(self, before: Written) -> Written {
+        Written {
+            bytes: self.bytes.saturating_sub(before.bytes),
+            calls: self.calls.saturating_sub(before.calls),
+        }
+    }
 }
 
 /// Resident set size of `pid` in KiB.
@@ -111,12 +132,14 @@ mod tests {
         let spin = std::time::Instant::now();
         while spin.elapsed() < Duration::from_millis(50) {}
         assert!(cpu_seconds(pid) > 0.0);
-        let before = bytes_written(pid);
+        let before = written(pid);
         std::fs::write(
             std::env::temp_dir().join("procstat-bytes-written"),
             [0u8; 4096],
         )
         .unwrap();
-        assert!(bytes_written(pid) >= before + 4096);
+        let since = written(pid).since(before);
+        assert!(since.bytes >= 4096, "{since:?}");
+        assert!(since.calls >= 1, "{since:?}");
     }
 }

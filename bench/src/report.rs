@@ -117,7 +117,7 @@ pub fn line(r: &CellResult) -> String {
         );
     }
     format!(
-        "{:5} {:>6} x {:>4}: {:>10.0} rec/s {:>8.1} MB/s cpu {:>3.0}% wire {:.0} B/rec | p50 {} p99 {} p99.9 {} ms at {:.0}/s | KiB/sub idle {:.1} loaded {:.1} | gaps {} repeats {}",
+        "{:5} {:>6} x {:>4}: {:>10.0} rec/s {:>8.1} MB/s cpu {:>3.0}% wire {:.0} B/rec {:.0} B/write | p50 {} p99 {} p99.9 {} ms at {:.0}/s | KiB/sub idle {:.1} loaded {:.1} | gaps {} repeats {}",
         r.system,
         size(r.payload),
         r.subscribers,
@@ -125,6 +125,7 @@ pub fn line(r: &CellResult) -> String {
         r.sat_bytes_per_s / 1e6,
         r.sat_cpu_pct,
         r.wire_bytes_per_record,
+        r.bytes_per_write,
         ms(r.p50_us),
         ms(r.p99_us),
         ms(r.p999_us),
@@ -161,17 +162,17 @@ pub fn markdown(results: &[CellResult], machine: &Machine, rounds: usize) -> Str
     );
     let _ = writeln!(
         out,
-        "| system | payload | subs | delivered rec/s | delivered MB/s | % loopback | server CPU % | rec per CPU-s | wire B/rec | RSS base MiB | held MiB | KiB/sub idle | KiB/sub loaded | gaps | repeats |"
+        "| system | payload | subs | delivered rec/s | delivered MB/s | % loopback | server CPU % | rec per CPU-s | wire B/rec | B/write | RSS base MiB | held MiB | KiB/sub idle | KiB/sub loaded | gaps | repeats |"
     );
     let _ = writeln!(
         out,
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     );
     for r in results {
         if !r.error.is_empty() {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | failed: {} |||||||||||",
+                "| {} | {} | {} | failed: {} ||||||||||||",
                 r.system,
                 size(r.payload),
                 r.subscribers,
@@ -181,7 +182,7 @@ pub fn markdown(results: &[CellResult], machine: &Machine, rounds: usize) -> Str
         }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
             r.system,
             size(r.payload),
             r.subscribers,
@@ -191,6 +192,7 @@ pub fn markdown(results: &[CellResult], machine: &Machine, rounds: usize) -> Str
             r.sat_cpu_pct,
             r.deliveries_per_cpu_s(),
             r.wire_bytes_per_record,
+            r.bytes_per_write,
             r.rss_base_kib as f64 / 1024.0,
             r.held_kib as f64 / 1024.0,
             r.idle_per_sub_kib(),
@@ -271,7 +273,8 @@ pub fn markdown(results: &[CellResult], machine: &Machine, rounds: usize) -> Str
          *rec per CPU-s* = deliveries per second of server CPU (the server's efficiency, meaningful even where \
          the single load-generator core is the bottleneck); *wire B/rec* = bytes the server process wrote \
          (its sockets, mostly: `wchar` of /proc/<pid>/io) per record delivered, over the saturation phase and its drain, which \
-         `--subscriber-compression` lowers for the relay; *RSS base* = server RSS before any subscriber; \
+         `--subscriber-compression` lowers for the relay; *B/write* = those bytes per write system call \
+         (`syscw`; tokio's eventfd wake-ups count too): fewer, larger writes read higher; *RSS base* = server RSS before any subscriber; \
          *held* = records held for replay (the relay's ring, from DescribeStream); *KiB/sub* = (RSS - base) / \
          subscribers, idle after connecting and loaded at the peak less *held*. \
          *Latency* = publish-to-receive time over all deliveries, records stamped with their intended send \
@@ -292,12 +295,12 @@ pub fn markdown(results: &[CellResult], machine: &Machine, rounds: usize) -> Str
 
 pub fn csv(results: &[CellResult], machine: &Machine) -> String {
     let mut out = String::from(
-        "system,payload_bytes,subscribers,sat_records_per_s,sat_bytes_per_s,loopback_fraction,sat_cpu_pct,deliveries_per_cpu_s,lat_publish_rate,lat_records_per_s,lat_cpu_pct,p50_us,p99_us,p999_us,max_us,common_publish_rate,common_records_per_s,common_p50_us,common_p99_us,common_p999_us,added_p50_us,added_p99_us,added_p999_us,common_added_p50_us,common_added_p99_us,common_added_p999_us,rss_base_kib,rss_idle_kib,rss_loaded_kib,held_kib,idle_kib_per_sub,loaded_kib_per_sub,sent,delivered,gaps,repeats,wire_bytes_per_record,error\n",
+        "system,payload_bytes,subscribers,sat_records_per_s,sat_bytes_per_s,loopback_fraction,sat_cpu_pct,deliveries_per_cpu_s,lat_publish_rate,lat_records_per_s,lat_cpu_pct,p50_us,p99_us,p999_us,max_us,common_publish_rate,common_records_per_s,common_p50_us,common_p99_us,common_p999_us,added_p50_us,added_p99_us,added_p999_us,common_added_p50_us,common_added_p99_us,common_added_p999_us,rss_base_kib,rss_idle_kib,rss_loaded_kib,held_kib,idle_kib_per_sub,loaded_kib_per_sub,sent,delivered,gaps,repeats,wire_bytes_per_record,bytes_per_write,error\n",
     );
     for r in results {
         let _ = writeln!(
             out,
-            "{},{},{},{:.0},{:.0},{:.4},{:.1},{:.0},{:.1},{:.0},{:.1},{},{},{},{},{:.1},{:.0},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{:.2},{},{},{},{},{:.1},\"{}\"",
+            "{},{},{},{:.0},{:.0},{:.4},{:.1},{:.0},{:.1},{:.0},{:.1},{},{},{},{},{:.1},{:.0},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{:.2},{},{},{},{},{:.1},{:.0},\"{}\"",
             r.system,
             r.payload,
             r.subscribers,
@@ -335,6 +338,7 @@ pub fn csv(results: &[CellResult], machine: &Machine) -> String {
             r.gaps,
             r.repeats,
             r.wire_bytes_per_record,
+            r.bytes_per_write,
             r.error.replace('"', "'")
         );
     }

@@ -66,6 +66,9 @@ pub struct CellResult {
     pub sat_cpu_pct: f64,
     /// Saturation: bytes the server wrote (to its sockets, mostly) per record delivered.
     pub wire_bytes_per_record: f64,
+    /// Saturation: bytes the server wrote per write system call (fewer, larger writes read
+    /// higher).
+    pub bytes_per_write: f64,
     /// Latency phase: records published per second.
     pub lat_publish_rate: f64,
     /// Latency phase: records delivered per second, summed over subscribers.
@@ -273,7 +276,7 @@ async fn run_inner(
     // the end of the drain below: every record written in between is delivered in between.
     // (Counted from the ramp's mark instead, the records written before it but delivered
     // after it, up to a window of them, would make the figure read low in a short phase.)
-    let (wire_delivered0, written0) = (readers.delivered(), procstat::bytes_written(server.pid));
+    let (wire_delivered0, written0) = (readers.delivered(), procstat::written(server.pid));
     let start = Instant::now();
     let mut mark: Option<(Instant, u64, f64)> = None;
     while start.elapsed() < spec.phase {
@@ -303,9 +306,10 @@ async fn run_inner(
     readers
         .drain(sender.next_seq, Duration::from_secs(20))
         .await;
-    result.wire_bytes_per_record = procstat::bytes_written(server.pid).saturating_sub(written0)
-        as f64
-        / (readers.delivered() - wire_delivered0).max(1) as f64;
+    let written = procstat::written(server.pid).since(written0);
+    result.wire_bytes_per_record =
+        written.bytes as f64 / (readers.delivered() - wire_delivered0).max(1) as f64;
+    result.bytes_per_write = written.bytes as f64 / written.calls.max(1) as f64;
 
     // Latency at half the saturation rate, open loop.
     let rate = (result.sat_records_per_s / spec.subscribers as f64 / 2.0).max(10.0);
