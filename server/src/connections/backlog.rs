@@ -60,6 +60,11 @@ impl Backlog {
         self.pieces.push_back(Piece::Lent(bytes));
     }
 
+    /// Pieces held (each a slice of the vectored write).
+    pub fn pieces(&self) -> usize {
+        self.pieces.len()
+    }
+
     /// Fills `slices` with the first pieces; returns how many it filled.
     pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
         let mut filled = 0;

@@ -5,25 +5,31 @@
 //! HTTP/2's default 16 KiB frames (grpc-go, grpc-js, grpcurl) thus costs four writes for a
 //! 64 KiB batch, where one that accepts 1 MiB frames costs one.
 //!
-//! [`Coalescing`] sits between hyper and the socket. The first write of each poll of the
-//! connection goes to the socket as it is (a response of one frame costs what it did: one
-//! write, no copy, no extra poll). Later writes of the same poll, of less than
-//! [`DIRECT_WRITE`] bytes, are copied into a buffer; a flush with data buffered only asks
-//! for the connection to be polled again, and the buffer goes out in one write at the start
-//! of that poll (h2 reads before it writes), or as soon as it holds [`CAPACITY`] bytes. So a
-//! 64 KiB batch in 16 KiB frames costs two writes instead of four, and nothing waits: the
-//! extra poll comes right after the other tasks ready to run. Writes of [`DIRECT_WRITE`]
-//! bytes or more (a whole batch in one frame, as clients with large frames get it) go to the
-//! socket as they are, after anything buffered, so they keep their zero-copy path.
+//! [`Coalescing`] sits between hyper and the socket and holds what hyper writes during a
+//! poll of the connection: writes of less than [`DIRECT_WRITE`] bytes are kept, and a
+//! flush with bytes kept does nothing. The connection's task, once hyper's poll returns,
+//! writes them all out in one vectored write ([`Drain::after_poll`]): every frame of a
+//! poll, whatever hyper wrote, leaves in one system call, with no wait and no extra poll
+//! (hyper returns from a poll only when it has nothing more to do). A write of
+//! [`DIRECT_WRITE`] bytes or more (a whole batch in one frame, as clients with large frames
+//! get it) goes to the socket at once, in one vectored write with what is kept before it,
+//! and so keeps its zero-copy path; so does anything that would grow the kept bytes past
+//! [`CAPACITY`].
 //!
-//! A deferred frame whose payload lies in a chunk the response lent ([`super::lent`]) is
-//! held as a reference to that chunk, not copied: only frame heads and short frames are
-//! copied, so gathering the frames costs the relay no more than writing them one by one
-//! did, less a system call each.
+//! A kept frame whose payload lies in a chunk the response lent ([`super::lent`]) is held
+//! as a reference to that chunk, not copied: only frame heads and short frames are copied,
+//! so gathering the frames costs the relay no more than writing them one by one did, less
+//! a system call each.
+//!
+//! A socket that cannot take the bytes (the client does not read) leaves them kept; its
+//! turning writable wakes the connection's task, whose next poll writes them. hyper is
+//! not told (its writes of the poll succeeded); it learns of a failed write from its next
+//! read or write.
 
 use std::{
     io::{self, IoSlice},
     pin::Pin,
+    sync::{Arc, Mutex, MutexGuard},
     task::{Context, Poll, ready},
 };
 
@@ -34,38 +40,91 @@ use super::{
     lent::{LEND_MIN, LentChunks},
 };
 
-/// Writes at least this long skip the buffer.
+/// Writes at least this long go to the socket at once.
 pub const DIRECT_WRITE: usize = 32 << 10;
-/// Most bytes held before they are written.
+/// Most bytes kept before they are written.
 pub const CAPACITY: usize = 256 << 10;
 
-/// An I/O stream whose small writes are gathered into one.
+/// The socket and the bytes kept for it, shared by the I/O stream hyper writes to and the
+/// task that polls hyper; only that task uses either, so the lock is never contended.
 #[derive(Debug)]
-pub struct Coalescing<IO> {
-    /// The socket.
+struct Socket<IO> {
     io: IO,
-    /// Bytes accepted from the writer, not yet written to the socket.
+    /// Bytes accepted from hyper, not yet written to the socket.
     backlog: Backlog,
-    /// The long chunks the connection's responses lent, which deferred frames reference.
+    /// The long chunks the connection's responses lent, which kept frames reference.
     lent: LentChunks,
-    /// This poll of the connection has written to the socket already.
-    wrote_this_poll: bool,
+    /// A write of kept bytes failed after hyper was told they were written: the next read
+    /// or write reports it.
+    failed: Option<io::Error>,
+}
+
+/// The I/O stream hyper serves the connection on: the socket, with small writes kept until
+/// the end of the poll.
+#[derive(Debug)]
+pub struct Coalescing<IO>(Arc<Mutex<Socket<IO>>>);
+
+/// Where the connection's task writes out what a poll of hyper kept.
+pub struct Drain(Arc<dyn DrainKept>);
+
+/// [`Drain`]'s view of a [`Socket`], whatever its I/O type.
+trait DrainKept: Send + Sync {
+    fn after_poll(&self, cx: &mut Context<'_>);
 }
 
 impl<IO> Coalescing<IO> {
-    /// Wraps `io`; frames of the chunks lent to `lent` are deferred without a copy.
-    pub fn new(io: IO, lent: LentChunks) -> Self {
-        Self {
+    /// Wraps `io`; frames of the chunks lent to `lent` are kept without a copy. The
+    /// connection's task must call [`Drain::after_poll`] after each poll of hyper.
+    pub fn new(io: IO, lent: LentChunks) -> (Self, Drain)
+    where
+        IO: AsyncWrite + Unpin + Send + 'static,
+    {
+        let socket = Arc::new(Mutex::new(Socket {
             io,
             backlog: Backlog::default(),
             lent,
-            wrote_this_poll: false,
+            failed: None,
+        }));
+        (Self(socket.clone()), Drain(socket))
+    }
+
+    fn socket(&self) -> MutexGuard<'_, Socket<IO>> {
+        lock(&self.0)
+    }
+}
+
+/// Nothing leaves a [`Socket`] half-changed, so a poisoned lock is still good.
+fn lock<IO>(socket: &Mutex<Socket<IO>>) -> MutexGuard<'_, Socket<IO>> {
+    socket
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Drain {
+    /// Writes out what the poll of hyper that just returned kept. Call it after every poll:
+    /// a socket that cannot take it all wakes the task when it can, and the next call
+    /// writes the rest.
+    pub fn after_poll(&self, cx: &mut Context<'_>) {
+        self.0.after_poll(cx);
+    }
+}
+
+impl<IO: AsyncWrite + Unpin + Send> DrainKept for Mutex<Socket<IO>> {
+    fn after_poll(&self, cx: &mut Context<'_>) {
+        let mut socket = lock(self);
+        if socket.backlog.is_empty() || socket.failed.is_some() {
+            return;
+        }
+        if let Poll::Ready(Err(err)) = socket.poll_drain(cx) {
+            socket.failed = Some(err);
+            // hyper learns of it when it next reads or writes: poll it again.
+            cx.waker().wake_by_ref();
         }
     }
 }
 
-impl<IO: AsyncWrite + Unpin> Coalescing<IO> {
-    /// Writes out everything buffered.
+impl<IO: AsyncWrite + Unpin> Socket<IO> {
+    /// Writes out everything kept.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.backlog.is_empty() {
             // Vectored like the direct writes (writev): for a TCP socket a plain write is a
@@ -84,22 +143,46 @@ impl<IO: AsyncWrite + Unpin> Coalescing<IO> {
         Poll::Ready(Ok(()))
     }
 
-    /// Writes `bufs` to the socket now, and forgets the lent chunks whose ends it wrote.
-    fn poll_write_direct(
+    /// Writes `bufs` to the socket now, in one write with what is kept before them when
+    /// they fit in it; forgets the lent chunks whose ends it wrote.
+    fn poll_write_through(
         &mut self,
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let n = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, bufs))?;
-        let mut end = 0;
-        for buf in bufs {
-            end += buf.len();
-            if end > n {
-                break;
+        loop {
+            let kept = self.backlog.len();
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let count = self.backlog.io_slices(&mut slices);
+            let room = MAX_SLICES - count;
+            if count < self.backlog.pieces() || room < bufs.len() {
+                // Too many pieces for one write: the kept ones first.
+                ready!(self.poll_drain(cx))?;
+                continue;
             }
-            self.lent.written(buf);
+            slices[count..count + bufs.len()].copy_from_slice(bufs);
+            let n = ready!(
+                Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count + bufs.len()])
+            )?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.backlog.advance(n.min(kept));
+            let n = n.saturating_sub(kept);
+            if n == 0 {
+                // Only kept bytes went: the rest of them, then `bufs`, on the next round.
+                continue;
+            }
+            let mut end = 0;
+            for buf in bufs {
+                end += buf.len();
+                if end > n {
+                    break;
+                }
+                self.lent.written(buf);
+            }
+            return Poll::Ready(Ok(n));
         }
-        Poll::Ready(Ok(n))
     }
 }
 
@@ -117,23 +200,22 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Coalescing<IO> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
+        let mut socket = self.socket();
+        let socket = &mut *socket;
+        if let Some(err) = socket.failed.take() {
+            return Poll::Ready(Err(err));
+        }
         let total: usize = bufs.iter().map(|b| b.len()).sum();
-        let direct = total >= DIRECT_WRITE || !this.wrote_this_poll;
-        if direct || this.backlog.len() + total > CAPACITY {
-            ready!(this.poll_drain(cx))?;
-            if direct {
-                this.wrote_this_poll = true;
-                return this.poll_write_direct(cx, bufs);
-            }
+        if total >= DIRECT_WRITE || socket.backlog.len() + total > CAPACITY {
+            return socket.poll_write_through(cx, bufs);
         }
         for buf in bufs {
             match (buf.len() >= LEND_MIN)
-                .then(|| this.lent.borrow(buf))
+                .then(|| socket.lent.borrow(buf))
                 .flatten()
             {
-                Some(chunk) => this.backlog.push_lent(chunk),
-                None => this.backlog.push_copy(buf),
+                Some(chunk) => socket.backlog.push_lent(chunk),
+                None => socket.backlog.push_copy(buf),
             }
         }
         Poll::Ready(Ok(total))
@@ -144,20 +226,21 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Coalescing<IO> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.backlog.is_empty() {
-            return Pin::new(&mut this.io).poll_flush(cx);
+        let mut socket = self.socket();
+        if let Some(err) = socket.failed.take() {
+            return Poll::Ready(Err(err));
         }
-        // h2 flushes after every DATA frame. Poll the connection again instead: whatever it
-        // writes until then joins this buffer, which goes out at the start of that poll.
-        cx.waker().wake_by_ref();
-        Poll::Ready(Ok(()))
+        if !socket.backlog.is_empty() {
+            // h2 flushes after every DATA frame; what it kept goes when its poll returns.
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut socket.io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        ready!(this.poll_drain(cx))?;
-        Pin::new(&mut this.io).poll_shutdown(cx)
+        let mut socket = self.socket();
+        ready!(socket.poll_drain(cx))?;
+        Pin::new(&mut socket.io).poll_shutdown(cx)
     }
 }
 
@@ -167,22 +250,22 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Coalescing<IO> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        // The start of a poll of the connection: what the last one buffered goes out now.
-        // A full socket is no reason not to read; the drain goes on when it can take more.
-        this.wrote_this_poll = false;
-        if !this.backlog.is_empty()
-            && let Poll::Ready(Err(err)) = this.poll_drain(cx)
-        {
+        let mut socket = self.socket();
+        if let Some(err) = socket.failed.take() {
             return Poll::Ready(Err(err));
         }
-        Pin::new(&mut this.io).poll_read(cx, buf)
+        Pin::new(&mut socket.io).poll_read(cx, buf)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::task::Waker;
+    use std::{
+        sync::atomic::{AtomicUsize, Ordering},
+        task::Waker,
+    };
+
+    use bytes::Bytes;
 
     use super::*;
 
@@ -192,16 +275,19 @@ mod tests {
         writes: Vec<Vec<u8>>,
         /// Where each vectored write's slices were in memory.
         addresses: Vec<Vec<usize>>,
+        /// The client stopped reading: writes find the socket full.
+        full: bool,
+        /// The client went away: writes fail.
+        reset: bool,
     }
 
     impl AsyncWrite for Recorder {
         fn poll_write(
             self: Pin<&mut Self>,
-            _cx: &mut Context<'_>,
+            cx: &mut Context<'_>,
             buf: &[u8],
         ) -> Poll<io::Result<usize>> {
-            self.get_mut().writes.push(buf.to_vec());
-            Poll::Ready(Ok(buf.len()))
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
         }
 
         fn poll_write_vectored(
@@ -209,6 +295,12 @@ mod tests {
             _cx: &mut Context<'_>,
             bufs: &[IoSlice<'_>],
         ) -> Poll<io::Result<usize>> {
+            if self.reset {
+                return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+            }
+            if self.full {
+                return Poll::Pending;
+            }
             let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
             let len = all.len();
             let this = self.get_mut();
@@ -237,136 +329,206 @@ mod tests {
         }
     }
 
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A connection's I/O stream over a [`Recorder`], its drain, and a waker that counts.
+    struct Harness {
+        io: Coalescing<Recorder>,
+        drain: Drain,
+        wakes: Arc<Wakes>,
+        waker: Waker,
+    }
+
+    impl Harness {
+        fn new(lent: LentChunks) -> Self {
+            let (io, drain) = Coalescing::new(Recorder::default(), lent);
+            let wakes = Arc::new(Wakes::default());
+            let waker = Waker::from(wakes.clone());
+            Self {
+                io,
+                drain,
+                wakes,
+                waker,
+            }
+        }
+
+        /// Writes `bufs` as hyper does: one vectored write, then a flush.
+        fn write(&mut self, bufs: &[&[u8]]) -> Poll<io::Result<usize>> {
+            let mut cx = Context::from_waker(&self.waker);
+            let slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
+            let written = Pin::new(&mut self.io).poll_write_vectored(&mut cx, &slices);
+            if written.is_ready() {
+                assert!(Pin::new(&mut self.io).poll_flush(&mut cx).is_ready());
+            }
+            written
+        }
+
+        /// The end of a poll of the connection.
+        fn end_poll(&self) {
+            self.drain.after_poll(&mut Context::from_waker(&self.waker));
+        }
+
+        fn socket(&self) -> MutexGuard<'_, Socket<Recorder>> {
+            self.io.socket()
+        }
+
+        fn writes(&self) -> Vec<Vec<u8>> {
+            self.socket().io.writes.clone()
+        }
+    }
+
     fn frame(byte: u8, len: usize) -> Vec<u8> {
         vec![byte; len]
     }
 
     #[test]
-    fn small_frames_of_one_poll_leave_in_one_write_in_order() {
-        let mut io = Coalescing::new(Recorder::default(), LentChunks::default());
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut pinned = Pin::new(&mut io);
+    fn the_frames_of_one_poll_leave_in_one_write_in_order_when_it_returns() {
+        let mut io = Harness::new(LentChunks::default());
         for byte in 0..4u8 {
-            let written = pinned.as_mut().poll_write(&mut cx, &frame(byte, 16 << 10));
-            assert!(matches!(written, Poll::Ready(Ok(16384))));
-            assert!(pinned.as_mut().poll_flush(&mut cx).is_ready());
+            assert!(matches!(
+                io.write(&[&frame(byte, 16 << 10)]),
+                Poll::Ready(Ok(16384))
+            ));
         }
-        assert_eq!(pinned.io.writes.len(), 1, "the first frame goes at once");
-        let mut storage = [0u8; 16];
-        let mut read = ReadBuf::new(&mut storage);
-        assert!(pinned.as_mut().poll_read(&mut cx, &mut read).is_pending());
-        assert_eq!(pinned.io.writes.len(), 2, "one write for the three others");
-        assert_eq!(pinned.io.writes[0], frame(0, 16 << 10));
-        let rest: Vec<u8> = (1..4u8).flat_map(|b| frame(b, 16 << 10)).collect();
-        assert_eq!(pinned.io.writes[1], rest);
-        // The next poll's first write goes at once again.
-        let _ = pinned.as_mut().poll_write(&mut cx, &frame(9, 100));
-        assert_eq!(pinned.io.writes.len(), 3);
-    }
-
-    #[test]
-    fn large_writes_go_as_they_are_after_what_is_buffered() {
-        let mut io = Coalescing::new(Recorder::default(), LentChunks::default());
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut pinned = Pin::new(&mut io);
-        let _ = pinned.as_mut().poll_write(&mut cx, &frame(0, 100));
-        let head = frame(1, 9);
-        let _ = pinned.as_mut().poll_write(&mut cx, &head);
-        let payload = frame(2, 64 << 10);
-        let written = pinned
-            .as_mut()
-            .poll_write_vectored(&mut cx, &[IoSlice::new(&head), IoSlice::new(&payload)]);
-        assert!(matches!(written, Poll::Ready(Ok(n)) if n == 9 + (64 << 10)));
-        assert_eq!(pinned.io.writes.len(), 3);
-        assert_eq!(pinned.io.writes[1], head, "the buffered bytes first");
-        assert_eq!(pinned.io.writes[2].len(), 9 + (64 << 10));
-    }
-
-    #[test]
-    fn a_full_buffer_is_written_before_it_grows_and_shutdown_drains() {
-        let mut io = Coalescing::new(Recorder::default(), LentChunks::default());
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut pinned = Pin::new(&mut io);
-        for _ in 0..(CAPACITY / (16 << 10)) + 2 {
-            let _ = pinned.as_mut().poll_write(&mut cx, &frame(3, 16 << 10));
-        }
+        assert!(io.writes().is_empty(), "kept while the poll goes on");
+        io.end_poll();
+        let all: Vec<u8> = (0..4u8).flat_map(|b| frame(b, 16 << 10)).collect();
+        assert_eq!(io.writes(), [all]);
+        assert!(io.socket().backlog.is_empty());
+        // A poll that wrote nothing writes nothing.
+        io.end_poll();
+        assert_eq!(io.writes().len(), 1);
         assert_eq!(
-            pinned.io.writes.len(),
-            2,
-            "written once it held CAPACITY bytes"
+            io.wakes.0.load(Ordering::Relaxed),
+            0,
+            "no extra poll asked for"
         );
-        assert_eq!(pinned.io.writes[1].len(), CAPACITY);
-        assert!(pinned.as_mut().poll_shutdown(&mut cx).is_ready());
-        assert_eq!(pinned.io.writes.len(), 3);
-        assert!(pinned.backlog.is_empty());
     }
 
     #[test]
-    fn frames_of_a_lent_chunk_are_deferred_without_a_copy() {
+    fn a_large_write_goes_at_once_in_one_write_with_what_was_kept_before_it() {
+        let mut io = Harness::new(LentChunks::default());
+        let _ = io.write(&[&frame(0, 100)]);
+        let head = frame(1, 9);
+        let payload = frame(2, 64 << 10);
+        let written = io.write(&[&head, &payload]);
+        assert!(matches!(written, Poll::Ready(Ok(n)) if n == 9 + (64 << 10)));
+        let writes = io.writes();
+        assert_eq!(writes.len(), 1, "one system call for both");
+        assert_eq!(writes[0], [frame(0, 100), head, payload].concat());
+        io.end_poll();
+        assert_eq!(io.writes().len(), 1, "nothing was left");
+    }
+
+    #[test]
+    fn kept_bytes_are_written_before_they_pass_the_capacity_and_shutdown_writes_them() {
+        let mut io = Harness::new(LentChunks::default());
+        for _ in 0..(CAPACITY / (16 << 10)) + 2 {
+            let _ = io.write(&[&frame(3, 16 << 10)]);
+        }
+        let writes = io.writes();
+        assert_eq!(writes.len(), 1, "written once the next would pass CAPACITY");
+        assert_eq!(writes[0].len(), CAPACITY + (16 << 10));
+        let mut cx = Context::from_waker(&io.waker);
+        assert!(Pin::new(&mut io.io).poll_shutdown(&mut cx).is_ready());
+        assert_eq!(io.writes().len(), 2);
+        assert!(io.socket().backlog.is_empty());
+    }
+
+    #[test]
+    fn a_full_socket_keeps_the_bytes_until_it_takes_them_and_asks_for_no_poll() {
+        let mut io = Harness::new(LentChunks::default());
+        io.socket().io.full = true;
+        let _ = io.write(&[&frame(1, 100)]);
+        io.end_poll();
+        assert_eq!(io.socket().backlog.len(), 100, "kept");
+        // The socket's turning writable wakes the task; nothing else may, or a client that
+        // does not read would have its connection polled in a loop.
+        assert_eq!(io.wakes.0.load(Ordering::Relaxed), 0);
+        // Writes that would not fit go to the socket, which holds them back: hyper waits.
+        assert!(io.write(&[&frame(2, 9), &frame(2, 64 << 10)]).is_pending());
+        io.socket().io.full = false;
+        io.end_poll();
+        assert_eq!(io.writes(), [frame(1, 100)]);
+    }
+
+    #[test]
+    fn a_failed_write_of_kept_bytes_reaches_hyper_at_its_next_write() {
+        let mut io = Harness::new(LentChunks::default());
+        let _ = io.write(&[&frame(1, 100)]);
+        io.socket().io.reset = true;
+        io.end_poll();
+        assert_eq!(
+            io.wakes.0.load(Ordering::Relaxed),
+            1,
+            "polled again to learn of it"
+        );
+        let failed = io.write(&[&frame(2, 100)]);
+        assert!(
+            matches!(&failed, Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::ConnectionReset),
+            "{failed:?}"
+        );
+    }
+
+    #[test]
+    fn frames_of_a_lent_chunk_are_kept_without_a_copy() {
         let lent = LentChunks::default();
-        let chunk = bytes::Bytes::from((0..64 << 10).map(|i| i as u8).collect::<Vec<_>>());
+        let chunk = Bytes::from((0..64 << 10).map(|i| i as u8).collect::<Vec<_>>());
         lent.lend(&chunk);
-        let mut io = Coalescing::new(Recorder::default(), lent.clone());
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut pinned = Pin::new(&mut io);
+        let mut io = Harness::new(lent.clone());
         // As h2 writes a 64 KiB chunk in 16 KiB frames: head and payload, then a flush.
         let frame_len = 16 << 10;
-        for (i, head) in [[1u8; 9], [2; 9], [3; 9], [4; 9]].iter().enumerate() {
+        let heads = [[1u8; 9], [2; 9], [3; 9], [4; 9]];
+        for (i, head) in heads.iter().enumerate() {
             let payload = &chunk[i * frame_len..(i + 1) * frame_len];
-            let bufs = [IoSlice::new(head), IoSlice::new(payload)];
-            let written = pinned.as_mut().poll_write_vectored(&mut cx, &bufs);
+            let written = io.write(&[head, payload]);
             assert!(matches!(written, Poll::Ready(Ok(n)) if n == 9 + frame_len));
-            assert!(pinned.as_mut().poll_flush(&mut cx).is_ready());
         }
-        let mut storage = [0u8; 16];
-        assert!(
-            pinned
-                .as_mut()
-                .poll_read(&mut cx, &mut ReadBuf::new(&mut storage))
-                .is_pending()
-        );
-        assert_eq!(
-            pinned.io.writes.len(),
-            2,
-            "the first frame, then the other three"
-        );
-        let expected: Vec<u8> = (1..4)
-            .flat_map(|i| {
-                let mut frame = vec![i as u8 + 1; 9];
-                frame.extend_from_slice(&chunk[i * frame_len..(i + 1) * frame_len]);
-                frame
-            })
+        io.end_poll();
+        let expected: Vec<u8> = heads
+            .iter()
+            .enumerate()
+            .flat_map(|(i, head)| [&head[..], &chunk[i * frame_len..(i + 1) * frame_len]].concat())
             .collect();
-        assert_eq!(pinned.io.writes[1], expected);
+        assert_eq!(io.writes(), [expected]);
         let base = chunk.as_ptr() as usize;
-        let payloads: Vec<usize> = pinned.io.addresses[1]
+        let payloads: Vec<usize> = io.socket().io.addresses[0]
             .iter()
             .skip(1)
             .step_by(2)
             .copied()
             .collect();
+        let offsets: Vec<usize> = (0..4).map(|i| base + i * frame_len).collect();
         assert_eq!(
-            payloads,
-            vec![base + frame_len, base + 2 * frame_len, base + 3 * frame_len],
+            payloads, offsets,
             "the payloads were written from the chunk itself"
         );
         assert_eq!(
             lent.held(),
             0,
-            "the chunk is forgotten once its end is written"
+            "the chunk is forgotten once its end is kept"
         );
     }
 
     #[test]
     fn a_direct_write_to_a_lent_chunks_end_forgets_it() {
         let lent = LentChunks::default();
-        let chunk = bytes::Bytes::from(vec![7u8; 64 << 10]);
+        let chunk = Bytes::from(vec![7u8; 64 << 10]);
         lent.lend(&chunk);
-        let mut io = Coalescing::new(Recorder::default(), lent.clone());
-        let mut cx = Context::from_waker(Waker::noop());
-        let written = Pin::new(&mut io)
-            .poll_write_vectored(&mut cx, &[IoSlice::new(&[0; 9]), IoSlice::new(&chunk)]);
-        assert!(matches!(written, Poll::Ready(Ok(_))));
+        let mut io = Harness::new(lent.clone());
+        assert!(io.write(&[&[0; 9], &chunk]).is_ready());
         assert_eq!(lent.held(), 0);
     }
 }

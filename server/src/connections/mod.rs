@@ -53,7 +53,7 @@ pub(crate) use self::route::header_list_size;
 use self::{
     accept::Acceptor,
     client_frame::{ClientFrameSize, ReadsClientFrame},
-    coalesce::Coalescing,
+    coalesce::{Coalescing, Drain},
     lent::LentChunks,
     limits::{CloseReason, ConnectionTable},
     route::route,
@@ -244,21 +244,23 @@ impl Task {
         if self.shared.settings.coalesce_writes {
             let lent = LentChunks::default();
             shares.insert(lent.clone());
-            self.serve_http(Coalescing::new(io, lent), info, shares)
-                .await
+            let (io, drain) = Coalescing::new(io, lent);
+            self.serve_http(io, info, shares, Some(drain)).await
         } else {
-            self.serve_http(io, info, shares).await
+            self.serve_http(io, info, shares, None).await
         }
     }
 
     /// Serves HTTP/2 or HTTP/1.1 on `io`, whose connect info (address, client certificates)
     /// is `info`; every request carries `shares` (what the I/O layers share with the calls:
-    /// [`ClientFrameSize`], [`LentChunks`]).
+    /// [`ClientFrameSize`], [`LentChunks`]). `drain`, for an `io` that keeps hyper's writes,
+    /// writes them out after each poll of the connection.
     async fn serve_http<IO, Info>(
         mut self,
         io: IO,
         info: Info,
         shares: http::Extensions,
+        drain: Option<Drain>,
     ) -> CloseReason
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -285,8 +287,15 @@ impl Task {
         tokio::pin!(setup);
         let (mut useful, mut draining) = (false, false);
         let reason = loop {
+            let served = std::future::poll_fn(|cx| {
+                let polled = connection.as_mut().poll(cx);
+                if let Some(drain) = &drain {
+                    drain.after_poll(cx);
+                }
+                polled
+            });
             tokio::select! {
-                result = connection.as_mut() => break match result {
+                result = served => break match result {
                     Err(err) if is_keepalive_timeout(&*err) => CloseReason::Keepalive,
                     _ if draining => CloseReason::Shutdown,
                     _ => CloseReason::Client,
