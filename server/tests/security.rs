@@ -485,6 +485,60 @@ async fn without_tokens_each_client_address_has_its_own_budget() {
 }
 
 #[tokio::test]
+async fn a_tls_subscriber_of_16_kib_frames_gets_a_burst_of_large_responses_whole() {
+    // The relay keeps the frames hyper writes in a poll and writes them, through the TLS
+    // stream, when the poll returns (`connections::coalesce`). tonic's client keeps
+    // HTTP/2's 16 KiB frames, so each 64 KiB response is several frames written together,
+    // and 4 MiB at once fill the socket: kept bytes wait for it and must all arrive.
+    let dir = temp_dir("tls-burst");
+    let pki = Pki::new("relay server ca");
+    let (cert, key) = pki.issue("relay", &["localhost", "127.0.0.1"], false);
+    // Without the emulator's per-shard write limit: 4 MiB go in at once.
+    let emulator = fast_emulator()
+        .limits(false)
+        .stream("tls-burst", 1)
+        .start()
+        .await
+        .unwrap();
+    let config = RelayConfig {
+        security: SecuritySettings {
+            tls: Some(TlsFiles {
+                cert: write(&dir, "server.pem", &cert),
+                key: write(&dir, "server.key", &key),
+                client_ca: None,
+            }),
+            ..Default::default()
+        },
+        ..fast_config(&["tls-burst"])
+    };
+    let relay = start_relay(&emulator, config).await;
+    wait_active(&relay).await;
+    let channel = tls_channel(relay.local_addr, &pki.ca_pem, None)
+        .await
+        .expect("TLS connects");
+    let mut grpc = RelayClient::new(channel);
+    let mut stream = grpc
+        .subscribe(sub("tls-burst"))
+        .await
+        .expect("Subscribe accepted")
+        .into_inner();
+    // 4 MiB: about 64 responses of 64 KiB.
+    let records: Vec<(String, Vec<u8>)> = (0..4096)
+        .map(|i| (format!("key-{}", i % 8), format!("{i:>1024}").into_bytes()))
+        .collect();
+    put(&client_for(&emulator.endpoint_url()), "tls-burst", &records).await;
+    let delivery = receive(&mut stream, records.len()).await;
+    let texts = check_order(&delivery.records);
+    let expected: Vec<String> = records
+        .iter()
+        .map(|(_, data)| String::from_utf8(data.clone()).unwrap())
+        .collect();
+    assert_eq!(texts, expected, "every record once, in order");
+    relay.shutdown().await.unwrap();
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
 async fn tls_handshakes_that_never_finish_are_cut_at_the_setup_deadline() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = temp_dir("tls-deadline");

@@ -115,7 +115,13 @@ impl<IO: AsyncWrite + Unpin + Send> DrainKept for Mutex<Socket<IO>> {
         if socket.backlog.is_empty() || socket.failed.is_some() {
             return;
         }
-        if let Poll::Ready(Err(err)) = socket.poll_drain(cx) {
+        // Flushed too, as hyper's own flush would have: a TLS stream holds what its socket
+        // did not take until it is flushed (a plain socket holds nothing).
+        let written = match socket.poll_drain(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut socket.io).poll_flush(cx),
+            drained => drained,
+        };
+        if let Poll::Ready(Err(err)) = written {
             socket.failed = Some(err);
             // hyper learns of it when it next reads or writes: poll it again.
             cx.waker().wake_by_ref();
@@ -279,6 +285,8 @@ mod tests {
         full: bool,
         /// The client went away: writes fail.
         reset: bool,
+        /// Flushes asked for.
+        flushes: usize,
     }
 
     impl AsyncWrite for Recorder {
@@ -311,6 +319,7 @@ mod tests {
         }
 
         fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.get_mut().flushes += 1;
             Poll::Ready(Ok(()))
         }
 
@@ -403,9 +412,11 @@ mod tests {
             ));
         }
         assert!(io.writes().is_empty(), "kept while the poll goes on");
+        assert_eq!(io.socket().io.flushes, 0, "nothing to flush yet");
         io.end_poll();
         let all: Vec<u8> = (0..4u8).flat_map(|b| frame(b, 16 << 10)).collect();
         assert_eq!(io.writes(), [all]);
+        assert_eq!(io.socket().io.flushes, 1, "flushed after, as a TLS stream needs");
         assert!(io.socket().backlog.is_empty());
         // A poll that wrote nothing writes nothing.
         io.end_poll();
