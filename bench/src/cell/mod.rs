@@ -277,15 +277,26 @@ async fn run_inner(
     // (Counted from the ramp's mark instead, the records written before it but delivered
     // after it, up to a window of them, would make the figure read low in a short phase.)
     let (wire_delivered0, written0) = (readers.delivered(), procstat::written(server.pid));
+    // The rates are measured over `phase - ramp` from a mark taken after the ramp. A send
+    // can hold the loop for seconds (the publisher shares its core with a thousand
+    // subscribers), so the mark may come late: the phase then runs on until the span after
+    // the mark is whole, where it used to end on time with a span of a few milliseconds (or
+    // none) to measure. Bounded: three phases at most.
     let start = Instant::now();
+    let measured = spec.phase - ramp;
+    let cutoff = start + spec.phase * 3;
     let mut mark: Option<(Instant, u64, f64)> = None;
-    while start.elapsed() < spec.phase {
-        if mark.is_none() && start.elapsed() >= ramp {
-            mark = Some((
-                Instant::now(),
-                readers.delivered(),
-                procstat::cpu_seconds(server.pid),
-            ));
+    loop {
+        let now = Instant::now();
+        match mark {
+            None if now >= start + ramp => {
+                mark = Some((now, readers.delivered(), procstat::cpu_seconds(server.pid)));
+            }
+            Some((t0, ..)) if now >= t0 + measured => break,
+            _ => {}
+        }
+        if now >= cutoff {
+            break;
         }
         let allowed = readers.min_next() + window;
         if sender.next_seq < allowed {
@@ -297,7 +308,7 @@ async fn run_inner(
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    let (t0, delivered0, cpu0) = mark.context("phase shorter than its ramp")?;
+    let (t0, delivered0, cpu0) = mark.context("no send returned within three phases")?;
     let elapsed = t0.elapsed().as_secs_f64();
     let delivered = readers.delivered() - delivered0;
     result.sat_records_per_s = delivered as f64 / elapsed;
