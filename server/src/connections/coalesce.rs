@@ -416,7 +416,11 @@ mod tests {
         io.end_poll();
         let all: Vec<u8> = (0..4u8).flat_map(|b| frame(b, 16 << 10)).collect();
         assert_eq!(io.writes(), [all]);
-        assert_eq!(io.socket().io.flushes, 1, "flushed after, as a TLS stream needs");
+        assert_eq!(
+            io.socket().io.flushes,
+            1,
+            "flushed after, as a TLS stream needs"
+        );
         assert!(io.socket().backlog.is_empty());
         // A poll that wrote nothing writes nothing.
         io.end_poll();
