@@ -129,6 +129,13 @@ impl<IO: AsyncWrite + Unpin + Send> DrainKept for Mutex<Socket<IO>> {
     }
 }
 
+impl<IO> Socket<IO> {
+    /// The failure of a write of kept bytes, once, for hyper's next read, write or flush.
+    fn report_failure(&mut self) -> io::Result<()> {
+        self.failed.take().map_or(Ok(()), Err)
+    }
+}
+
 impl<IO: AsyncWrite + Unpin> Socket<IO> {
     /// Writes out everything kept.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -208,9 +215,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Coalescing<IO> {
     ) -> Poll<io::Result<usize>> {
         let mut socket = self.socket();
         let socket = &mut *socket;
-        if let Some(err) = socket.failed.take() {
-            return Poll::Ready(Err(err));
-        }
+        socket.report_failure()?;
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         if total >= DIRECT_WRITE || socket.backlog.len() + total > CAPACITY {
             return socket.poll_write_through(cx, bufs);
@@ -233,9 +238,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Coalescing<IO> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut socket = self.socket();
-        if let Some(err) = socket.failed.take() {
-            return Poll::Ready(Err(err));
-        }
+        socket.report_failure()?;
         if !socket.backlog.is_empty() {
             // h2 flushes after every DATA frame; what it kept goes when its poll returns.
             return Poll::Ready(Ok(()));
@@ -257,9 +260,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Coalescing<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let mut socket = self.socket();
-        if let Some(err) = socket.failed.take() {
-            return Poll::Ready(Err(err));
-        }
+        socket.report_failure()?;
         Pin::new(&mut socket.io).poll_read(cx, buf)
     }
 }
