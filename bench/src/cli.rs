@@ -40,8 +40,9 @@ pub struct Cli {
     pub phase_secs: Option<f64>,
     /// Rounds of each cell (default 3; --quick: 1): its systems run in turns, a different
     /// one first each round, and the report keeps each system's median round by delivered
-    /// records/s (with every round's gaps and repeats), so that a swing of the machine's
-    /// speed during one system's turn does not decide the comparison.
+    /// records/s (with every round's gaps and repeats, and the median of the rounds'
+    /// deliveries per CPU-second), so that a swing of the machine's speed during one
+    /// system's turn does not decide the comparison; rounds.csv holds every round.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=9))]
     pub rounds: Option<u64>,
     /// Compressed responses the relay's gRPC subscribers accept (`none`, `gzip`, `zstd`);
@@ -82,7 +83,7 @@ pub struct Cli {
     /// hour).
     #[arg(long, default_value_t = 36_000)]
     pub soak_cycles: usize,
-    /// Where results.md, results.csv and results.png go (default: the committed
+    /// Where results.md, results.csv, rounds.csv and results.png go (default: the committed
     /// bench/results for a full run; a temporary directory for --quick and for partial
     /// matrices, so that only a deliberate full run changes the committed results).
     #[arg(long)]
@@ -227,6 +228,8 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Runtime::new()?;
     let mut results = Vec::new();
+    // Every round as it ran (rounds.csv), beside the medians the report keeps.
+    let mut every_round = Vec::new();
     for &payload in &payloads {
         for &n in &subscribers {
             let mut cell_rounds = vec![Vec::new(); cli.systems.len()];
@@ -244,6 +247,7 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
                     };
                     let result = runtime.block_on(cell::run(&spec, &placement));
                     eprintln!("round {}/{rounds} {}", round + 1, report::line(&result));
+                    every_round.push((round + 1, result.clone()));
                     cell_rounds[at].push(result);
                     // Let sockets of the previous server close before the next starts.
                     std::thread::sleep(Duration::from_millis(300));
@@ -258,13 +262,17 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
     let md = out.join("results.md");
     let png = out.join("results.png");
     std::fs::write(&csv, report::csv(&results, &machine))?;
+    std::fs::write(
+        out.join("rounds.csv"),
+        report::rounds_csv(&every_round, &machine),
+    )?;
     std::fs::write(&md, report::markdown(&results, &machine, rounds))?;
     if let Err(err) = plot::draw(&results, &png) {
         eprintln!("plot not drawn: {err:#}");
     }
     println!("{}", report::markdown(&results, &machine, rounds));
     eprintln!(
-        "wrote {}, {}, {}",
+        "wrote {}, {}, {} and rounds.csv",
         md.display(),
         csv.display(),
         png.display()

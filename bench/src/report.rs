@@ -153,7 +153,7 @@ pub fn markdown(results: &[CellResult], machine: &Machine, rounds: usize) -> Str
     if rounds > 1 {
         let _ = writeln!(
             out,
-            "Each cell ran {rounds} rounds, its systems in turns; each row is that system's median round by delivered records/s, with the gaps and repeats of all rounds.\n"
+            "Each cell ran {rounds} rounds, its systems in turns; each row is that system's median round by delivered records/s, with the gaps and repeats of all rounds; its rec per CPU-s is the median of the rounds' own (rounds.csv has every round).\n"
         );
     }
     let _ = writeln!(
@@ -190,7 +190,7 @@ pub fn markdown(results: &[CellResult], machine: &Machine, rounds: usize) -> Str
             r.sat_bytes_per_s / 1e6,
             r.sat_bytes_per_s / machine.loopback * 100.0,
             r.sat_cpu_pct,
-            r.deliveries_per_cpu_s(),
+            r.deliveries_per_cpu_s,
             r.wire_bytes_per_record,
             r.bytes_per_write,
             r.rss_base_kib as f64 / 1024.0,
@@ -293,56 +293,70 @@ pub fn markdown(results: &[CellResult], machine: &Machine, rounds: usize) -> Str
     out
 }
 
+/// The CSV columns, one per field of [`CellResult`].
+const CSV_HEADER: &str = "system,payload_bytes,subscribers,sat_records_per_s,sat_bytes_per_s,loopback_fraction,sat_cpu_pct,deliveries_per_cpu_s,lat_publish_rate,lat_records_per_s,lat_cpu_pct,p50_us,p99_us,p999_us,max_us,common_publish_rate,common_records_per_s,common_p50_us,common_p99_us,common_p999_us,added_p50_us,added_p99_us,added_p999_us,common_added_p50_us,common_added_p99_us,common_added_p999_us,rss_base_kib,rss_idle_kib,rss_loaded_kib,held_kib,idle_kib_per_sub,loaded_kib_per_sub,sent,delivered,gaps,repeats,wire_bytes_per_record,bytes_per_write,error";
+
+/// One row per cell (each system's median round, `rounds::median`).
 pub fn csv(results: &[CellResult], machine: &Machine) -> String {
-    let mut out = String::from(
-        "system,payload_bytes,subscribers,sat_records_per_s,sat_bytes_per_s,loopback_fraction,sat_cpu_pct,deliveries_per_cpu_s,lat_publish_rate,lat_records_per_s,lat_cpu_pct,p50_us,p99_us,p999_us,max_us,common_publish_rate,common_records_per_s,common_p50_us,common_p99_us,common_p999_us,added_p50_us,added_p99_us,added_p999_us,common_added_p50_us,common_added_p99_us,common_added_p999_us,rss_base_kib,rss_idle_kib,rss_loaded_kib,held_kib,idle_kib_per_sub,loaded_kib_per_sub,sent,delivered,gaps,repeats,wire_bytes_per_record,bytes_per_write,error\n",
-    );
+    let mut out = format!("{CSV_HEADER}\n");
     for r in results {
-        let _ = writeln!(
-            out,
-            "{},{},{},{:.0},{:.0},{:.4},{:.1},{:.0},{:.1},{:.0},{:.1},{},{},{},{},{:.1},{:.0},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{:.2},{},{},{},{},{:.1},{:.0},\"{}\"",
-            r.system,
-            r.payload,
-            r.subscribers,
-            r.sat_records_per_s,
-            r.sat_bytes_per_s,
-            r.sat_bytes_per_s / machine.loopback,
-            r.sat_cpu_pct,
-            r.deliveries_per_cpu_s(),
-            r.lat_publish_rate,
-            r.lat_records_per_s,
-            r.lat_cpu_pct,
-            r.p50_us,
-            r.p99_us,
-            r.p999_us,
-            r.max_us,
-            r.common_publish_rate,
-            r.common_records_per_s,
-            r.common_p50_us,
-            r.common_p99_us,
-            r.common_p999_us,
-            csv_us(r.added.map(|a| a.0)),
-            csv_us(r.added.map(|a| a.1)),
-            csv_us(r.added.map(|a| a.2)),
-            csv_us(r.common_added.map(|a| a.0)),
-            csv_us(r.common_added.map(|a| a.1)),
-            csv_us(r.common_added.map(|a| a.2)),
-            r.rss_base_kib,
-            r.rss_idle_kib,
-            r.rss_loaded_kib,
-            r.held_kib,
-            r.idle_per_sub_kib(),
-            r.loaded_per_sub_kib(),
-            r.sent,
-            r.delivered,
-            r.gaps,
-            r.repeats,
-            r.wire_bytes_per_record,
-            r.bytes_per_write,
-            r.error.replace('"', "'")
-        );
+        let _ = writeln!(out, "{}", csv_row(r, machine));
     }
     out
+}
+
+/// Every round of every cell, numbered from 1: the spread behind each median.
+pub fn rounds_csv(rounds: &[(usize, CellResult)], machine: &Machine) -> String {
+    let mut out = format!("round,{CSV_HEADER}\n");
+    for (round, r) in rounds {
+        let _ = writeln!(out, "{round},{}", csv_row(r, machine));
+    }
+    out
+}
+
+fn csv_row(r: &CellResult, machine: &Machine) -> String {
+    format!(
+        "{},{},{},{:.0},{:.0},{:.4},{:.1},{:.0},{:.1},{:.0},{:.1},{},{},{},{},{:.1},{:.0},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{:.2},{},{},{},{},{:.1},{:.0},\"{}\"",
+        r.system,
+        r.payload,
+        r.subscribers,
+        r.sat_records_per_s,
+        r.sat_bytes_per_s,
+        r.sat_bytes_per_s / machine.loopback,
+        r.sat_cpu_pct,
+        r.deliveries_per_cpu_s,
+        r.lat_publish_rate,
+        r.lat_records_per_s,
+        r.lat_cpu_pct,
+        r.p50_us,
+        r.p99_us,
+        r.p999_us,
+        r.max_us,
+        r.common_publish_rate,
+        r.common_records_per_s,
+        r.common_p50_us,
+        r.common_p99_us,
+        r.common_p999_us,
+        csv_us(r.added.map(|a| a.0)),
+        csv_us(r.added.map(|a| a.1)),
+        csv_us(r.added.map(|a| a.2)),
+        csv_us(r.common_added.map(|a| a.0)),
+        csv_us(r.common_added.map(|a| a.1)),
+        csv_us(r.common_added.map(|a| a.2)),
+        r.rss_base_kib,
+        r.rss_idle_kib,
+        r.rss_loaded_kib,
+        r.held_kib,
+        r.idle_per_sub_kib(),
+        r.loaded_per_sub_kib(),
+        r.sent,
+        r.delivered,
+        r.gaps,
+        r.repeats,
+        r.wire_bytes_per_record,
+        r.bytes_per_write,
+        r.error.replace('"', "'")
+    )
 }
 
 /// A bucket bound for the CSV: empty where not measured, `inf` above the last bound.

@@ -84,6 +84,14 @@ fn quick_matrix_delivers_every_record_on_every_system() {
     }
     assert!(out.path().join("results.md").exists());
     assert!(out.path().join("results.png").exists());
+    // One round each (--quick): every round, numbered, beside the medians.
+    let rounds = std::fs::read_to_string(out.path().join("rounds.csv")).expect("rounds.csv");
+    assert!(rounds.starts_with("round,system,"), "{rounds}");
+    assert_eq!(rounds.lines().count(), csv.lines().count(), "{rounds}");
+    assert!(
+        rounds.lines().skip(1).all(|line| line.starts_with("1,")),
+        "{rounds}"
+    );
 }
 
 #[test]

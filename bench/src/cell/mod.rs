@@ -64,6 +64,9 @@ pub struct CellResult {
     pub sat_bytes_per_s: f64,
     /// Saturation: server CPU, percent of one core.
     pub sat_cpu_pct: f64,
+    /// Saturation: records delivered per second of server CPU (a cell's report: the median
+    /// of its rounds' own figures, `rounds::median`).
+    pub deliveries_per_cpu_s: f64,
     /// Saturation: bytes the server wrote (to its sockets, mostly) per record delivered.
     pub wire_bytes_per_record: f64,
     /// Saturation: bytes the server wrote per write system call (fewer, larger writes read
@@ -138,15 +141,6 @@ impl CellResult {
         let offered = self.common_publish_rate * self.subscribers as f64;
         if offered > 0.0 {
             self.common_records_per_s / offered * 100.0
-        } else {
-            0.0
-        }
-    }
-
-    /// Records delivered per second of server CPU at saturation.
-    pub fn deliveries_per_cpu_s(&self) -> f64 {
-        if self.sat_cpu_pct > 0.0 {
-            self.sat_records_per_s / (self.sat_cpu_pct / 100.0)
         } else {
             0.0
         }
@@ -314,6 +308,9 @@ async fn run_inner(
     result.sat_records_per_s = delivered as f64 / elapsed;
     result.sat_bytes_per_s = result.sat_records_per_s * spec.payload as f64;
     result.sat_cpu_pct = (procstat::cpu_seconds(server.pid) - cpu0) / elapsed * 100.0;
+    if result.sat_cpu_pct > 0.0 {
+        result.deliveries_per_cpu_s = result.sat_records_per_s / (result.sat_cpu_pct / 100.0);
+    }
     readers
         .drain(sender.next_seq, Duration::from_secs(20))
         .await;
