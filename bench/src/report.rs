@@ -293,7 +293,7 @@ pub fn markdown(results: &[CellResult], machine: &Machine, rounds: usize) -> Str
     out
 }
 
-/// The CSV columns, one per field of [`CellResult`].
+/// The CSV's columns, in the order [`csv_row`] writes them.
 const CSV_HEADER: &str = "system,payload_bytes,subscribers,sat_records_per_s,sat_bytes_per_s,loopback_fraction,sat_cpu_pct,deliveries_per_cpu_s,lat_publish_rate,lat_records_per_s,lat_cpu_pct,p50_us,p99_us,p999_us,max_us,common_publish_rate,common_records_per_s,common_p50_us,common_p99_us,common_p999_us,added_p50_us,added_p99_us,added_p999_us,common_added_p50_us,common_added_p99_us,common_added_p999_us,rss_base_kib,rss_idle_kib,rss_loaded_kib,held_kib,idle_kib_per_sub,loaded_kib_per_sub,sent,delivered,gaps,repeats,wire_bytes_per_record,bytes_per_write,error";
 
 /// One row per cell (each system's median round, `rounds::median`).
