@@ -98,6 +98,15 @@ fn bound_ms(us: Option<u64>) -> String {
     }
 }
 
+/// Deliveries per CPU-second, or "-" where the round's span had none (records lost).
+fn per_cpu_second(figure: f64) -> String {
+    if figure > 0.0 {
+        format!("{figure:.0}")
+    } else {
+        "-".into()
+    }
+}
+
 fn size(bytes: usize) -> String {
     match bytes {
         b if b >= 1024 && b % 1024 == 0 => format!("{} KiB", b / 1024),
@@ -182,7 +191,7 @@ pub fn markdown(results: &[CellResult], machine: &Machine, rounds: usize) -> Str
         }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
             r.system,
             size(r.payload),
             r.subscribers,
@@ -190,7 +199,7 @@ pub fn markdown(results: &[CellResult], machine: &Machine, rounds: usize) -> Str
             r.sat_bytes_per_s / 1e6,
             r.sat_bytes_per_s / machine.loopback * 100.0,
             r.sat_cpu_pct,
-            r.deliveries_per_cpu_s,
+            per_cpu_second(r.deliveries_per_cpu_s),
             r.wire_bytes_per_record,
             r.bytes_per_write,
             r.rss_base_kib as f64 / 1024.0,
@@ -271,7 +280,8 @@ pub fn markdown(results: &[CellResult], machine: &Machine, rounds: usize) -> Str
          *% loopback* = delivered payload bytes/s over the loopback TCP ceiling ({:.0} MB/s, one plain socket); \
          *server CPU %* = the server process (user+system, /proc/<pid>/stat), percent of one core; \
          *rec per CPU-s* = deliveries per second of server CPU (the server's efficiency, meaningful even where \
-         the single load-generator core is the bottleneck); *wire B/rec* = bytes the server process wrote \
+         the single load-generator core is the bottleneck), from the phase's start to the end of its drain, where no record is \
+         in flight (over the rate's span a window of records written before it would count); *wire B/rec* = bytes the server process wrote \
          (its sockets, mostly: `wchar` of /proc/<pid>/io) per record delivered, over the saturation phase and its drain, which \
          `--subscriber-compression` lowers for the relay; *B/write* = those bytes per write system call \
          (`syscw`; tokio's eventfd wake-ups count too): fewer, larger writes read higher; *RSS base* = server RSS before any subscriber; \

@@ -25,7 +25,7 @@ pub fn order(count: usize, round: usize) -> impl Iterator<Item = usize> {
 /// delivered records/s (the lower middle one of an even count), with the gaps and repeats
 /// of every round, so that a round that lost or repeated records is never hidden. When every
 /// round failed, the first failure. Its deliveries per CPU-second are the median of the
-/// rounds that did not fail.
+/// figures of the rounds that did not fail (a round without one, 0, does not count).
 pub fn median(rounds: Vec<CellResult>) -> Option<CellResult> {
     let gaps = rounds.iter().map(|round| round.gaps).sum();
     let repeats = rounds.iter().map(|round| round.repeats).sum();
@@ -35,11 +35,18 @@ pub fn median(rounds: Vec<CellResult>) -> Option<CellResult> {
         return failed.into_iter().next();
     }
     let middle = (ok.len() - 1) / 2;
-    let mut per_cpu_s: Vec<f64> = ok.iter().map(|round| round.deliveries_per_cpu_s).collect();
+    let mut per_cpu_s: Vec<f64> = ok
+        .iter()
+        .map(|round| round.deliveries_per_cpu_s)
+        .filter(|&figure| figure > 0.0)
+        .collect();
     per_cpu_s.sort_by(f64::total_cmp);
     ok.sort_by(|a, b| a.sat_records_per_s.total_cmp(&b.sat_records_per_s));
     let mut kept = ok.swap_remove(middle);
-    kept.deliveries_per_cpu_s = per_cpu_s[middle];
+    kept.deliveries_per_cpu_s = match per_cpu_s.len() {
+        0 => 0.0,
+        measured => per_cpu_s[(measured - 1) / 2],
+    };
     kept.gaps = gaps;
     kept.repeats = repeats;
     Some(kept)
@@ -107,5 +114,15 @@ mod tests {
         .expect("three rounds");
         assert_eq!(kept.sat_records_per_s, 700.0);
         assert_eq!(kept.deliveries_per_cpu_s, 1_600.0);
+        // A round without a figure (records lost in its span) does not count.
+        let kept = median(vec![
+            round(500.0, 1_600.0),
+            round(700.0, 0.0),
+            round(900.0, 1_700.0),
+        ])
+        .expect("three rounds");
+        assert_eq!(kept.deliveries_per_cpu_s, 1_600.0);
+        let kept = median(vec![round(500.0, 0.0)]).expect("one round");
+        assert_eq!(kept.deliveries_per_cpu_s, 0.0);
     }
 }

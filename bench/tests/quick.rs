@@ -46,13 +46,14 @@ fn quick_matrix_delivers_every_record_on_every_system() {
             .position(|h| *h == name)
             .unwrap_or_else(|| panic!("column {name}"))
     };
-    let (system, delivered, gaps, repeats, error, added_p99) = (
+    let (system, delivered, gaps, repeats, error, added_p99, per_cpu_s) = (
         column("system"),
         column("delivered"),
         column("gaps"),
         column("repeats"),
         column("error"),
         column("added_p99_us"),
+        column("deliveries_per_cpu_s"),
     );
     let mut seen = Vec::new();
     for line in lines {
@@ -65,6 +66,12 @@ fn quick_matrix_delivers_every_record_on_every_system() {
         );
         assert_eq!(fields[gaps], "0", "gaps: {cell}");
         assert_eq!(fields[repeats], "0", "repeats: {cell}");
+        // Measured over a span with nothing in flight at either end (cell/span.rs): a span
+        // that starts or ends with records in flight has no figure.
+        assert!(
+            fields[per_cpu_s].parse::<f64>().unwrap() > 0.0,
+            "no deliveries per CPU-second: {cell}"
+        );
         // The relay's own share of the latency comes from its metrics; the others have none.
         if fields[system].starts_with("relay") {
             assert!(

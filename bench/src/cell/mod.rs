@@ -27,9 +27,10 @@ use crate::{
     systems::{self, Placement, Publisher, Server, SubscriberCompression, System},
 };
 
+mod span;
 mod timed;
 
-use self::timed::timed_phase;
+use self::{span::WorkSpan, timed::timed_phase};
 
 /// What one cell measures.
 #[derive(Debug, Clone)]
@@ -64,8 +65,9 @@ pub struct CellResult {
     pub sat_bytes_per_s: f64,
     /// Saturation: server CPU, percent of one core.
     pub sat_cpu_pct: f64,
-    /// Saturation: records delivered per second of server CPU (a cell's report: the median
-    /// of its rounds' own figures, `rounds::median`).
+    /// Saturation: records delivered per second of server CPU, from the phase's start to
+    /// the end of its drain, where no record is in flight (`span.rs`; 0 when records were
+    /// lost); a cell's report: the median of its rounds' own figures, `rounds::median`.
     pub deliveries_per_cpu_s: f64,
     /// Saturation: bytes the server wrote (to its sockets, mostly) per record delivered.
     pub wire_bytes_per_record: f64,
@@ -266,11 +268,10 @@ async fn run_inner(
 
     // Saturation, measured after a short ramp.
     let ramp = (spec.phase / 4).min(Duration::from_millis(500));
-    // Bytes on the wire per record are counted from here, where nothing is in flight, to
-    // the end of the drain below: every record written in between is delivered in between.
-    // (Counted from the ramp's mark instead, the records written before it but delivered
-    // after it, up to a window of them, would make the figure read low in a short phase.)
-    let (wire_delivered0, written0) = (readers.delivered(), procstat::written(server.pid));
+    // The server's CPU and bytes per delivered record are counted from here, where nothing
+    // is in flight, to the end of the drain below (span.rs): counted over the rate's span,
+    // a window of records written before it and delivered in it made them read low or high.
+    let span = WorkSpan::open(server.pid, sender.next_seq, readers.delivered());
     // The rates are measured over `phase - ramp` from a mark taken after the ramp. A send
     // can hold the loop for seconds (the publisher shares its core with a thousand
     // subscribers), so the mark may come late: the phase then runs on until the span after
@@ -307,17 +308,16 @@ async fn run_inner(
     let delivered = readers.delivered() - delivered0;
     result.sat_records_per_s = delivered as f64 / elapsed;
     result.sat_bytes_per_s = result.sat_records_per_s * spec.payload as f64;
+    // How busy the server was at that rate; what a delivery costs it is the span's.
     result.sat_cpu_pct = (procstat::cpu_seconds(server.pid) - cpu0) / elapsed * 100.0;
-    if result.sat_cpu_pct > 0.0 {
-        result.deliveries_per_cpu_s = result.sat_records_per_s / (result.sat_cpu_pct / 100.0);
-    }
+    // A drain that times out (records lost) leaves the span without a CPU figure.
     readers
         .drain(sender.next_seq, Duration::from_secs(20))
         .await;
-    let written = procstat::written(server.pid).since(written0);
-    result.wire_bytes_per_record =
-        written.bytes as f64 / (readers.delivered() - wire_delivered0).max(1) as f64;
-    result.bytes_per_write = written.bytes as f64 / written.calls.max(1) as f64;
+    let figures = span.close(sender.next_seq, readers.delivered(), spec.subscribers);
+    result.deliveries_per_cpu_s = figures.deliveries_per_cpu_s;
+    result.wire_bytes_per_record = figures.wire_bytes_per_record;
+    result.bytes_per_write = figures.bytes_per_write;
 
     // Latency at half the saturation rate, open loop.
     let rate = (result.sat_records_per_s / spec.subscribers as f64 / 2.0).max(10.0);
