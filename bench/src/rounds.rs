@@ -105,24 +105,22 @@ mod tests {
             deliveries_per_cpu_s: per_cpu_s,
             ..CellResult::default()
         };
+        let kept = |rounds: &[(f64, f64)]| {
+            median(
+                rounds
+                    .iter()
+                    .map(|&(rate, figure)| round(rate, figure))
+                    .collect(),
+            )
+            .expect("rounds")
+        };
         // The middle round by rate spent the most CPU per delivery.
-        let kept = median(vec![
-            round(500.0, 1_600.0),
-            round(700.0, 980.0),
-            round(900.0, 1_700.0),
-        ])
-        .expect("three rounds");
-        assert_eq!(kept.sat_records_per_s, 700.0);
-        assert_eq!(kept.deliveries_per_cpu_s, 1_600.0);
+        let three = kept(&[(500.0, 1_600.0), (700.0, 980.0), (900.0, 1_700.0)]);
+        assert_eq!(three.sat_records_per_s, 700.0);
+        assert_eq!(three.deliveries_per_cpu_s, 1_600.0);
         // A round without a figure (records lost in its span) does not count.
-        let kept = median(vec![
-            round(500.0, 1_600.0),
-            round(700.0, 0.0),
-            round(900.0, 1_700.0),
-        ])
-        .expect("three rounds");
-        assert_eq!(kept.deliveries_per_cpu_s, 1_600.0);
-        let kept = median(vec![round(500.0, 0.0)]).expect("one round");
-        assert_eq!(kept.deliveries_per_cpu_s, 0.0);
+        let lost = kept(&[(500.0, 1_600.0), (700.0, 0.0), (900.0, 1_700.0)]);
+        assert_eq!(lost.deliveries_per_cpu_s, 1_600.0);
+        assert_eq!(kept(&[(500.0, 0.0)]).deliveries_per_cpu_s, 0.0);
     }
 }
