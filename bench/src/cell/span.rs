@@ -1,8 +1,8 @@
 //! The server's work per delivered record, over a span with no record in flight at either
 //! end.
 //!
-//! The saturation phase's rate is taken over a span that starts after a ramp and ends on
-//! time, with up to a window of records per subscriber in flight at both ends: written by
+//! The saturation phase's rate is taken over a span that starts after a ramp and lasts a
+//! set time, with up to a window of records per subscriber in flight at both ends: written by
 //! the server before the span and delivered in it, or written in it and delivered after.
 //! Deliveries over that span divided by the server's CPU over it are not the server's cost
 //! per delivery: at 100 B x 1000 subscribers the window holds more deliveries than the span
