@@ -34,7 +34,7 @@ pub fn median(rounds: Vec<CellResult>) -> Option<CellResult> {
     if ok.is_empty() {
         return failed.into_iter().next();
     }
-    let middle = (ok.len() - 1) / 2;
+    let middle = lower_middle(ok.len());
     let mut per_cpu_s: Vec<f64> = ok
         .iter()
         .map(|round| round.deliveries_per_cpu_s)
@@ -45,11 +45,16 @@ pub fn median(rounds: Vec<CellResult>) -> Option<CellResult> {
     let mut kept = ok.swap_remove(middle);
     kept.deliveries_per_cpu_s = match per_cpu_s.len() {
         0 => 0.0,
-        measured => per_cpu_s[(measured - 1) / 2],
+        measured => per_cpu_s[lower_middle(measured)],
     };
     kept.gaps = gaps;
     kept.repeats = repeats;
     Some(kept)
+}
+
+/// The index of the median of `count` sorted values (the lower middle one of an even count).
+fn lower_middle(count: usize) -> usize {
+    (count - 1) / 2
 }
 
 #[cfg(test)]

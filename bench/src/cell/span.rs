@@ -31,7 +31,7 @@ pub struct WorkSpan {
 }
 
 /// What a span measured.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 pub struct SpanFigures {
     /// Deliveries per second of server CPU; 0 when records were in flight at an end of the
     /// span (or lost), where the figure would not be the cost of the span's deliveries.
