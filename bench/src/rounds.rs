@@ -9,8 +9,9 @@
 //! Its deliveries per CPU-second are the median of the rounds' own figures, not the kept
 //! round's: at most cells the server is not saturated (the subscribers' core is), and how
 //! much CPU it spends per delivery then moves from round to round apart from the rate
-//! (runs of 2026-12-03: 0.98 to 1.72 M for one system and cell at about the same rate), so
-//! the round in the middle by rate may hold either end of that spread.
+//! (runs of 2026-12-03: 0.98 to 1.72 M for one system and cell at about the same rate, much
+//! of it the old span's, `cell/span.rs`), so the round in the middle by rate may hold either
+//! end of that spread.
 
 use crate::cell::CellResult;
 
