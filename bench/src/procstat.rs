@@ -1,4 +1,5 @@
-//! CPU time and resident memory of a process, from `/proc/<pid>/stat` and `status`.
+//! CPU time and resident memory of a process, from `/proc/<pid>/stat` and `status`; the
+//! machine's CPU time stolen by the hypervisor, from `/proc/stat`.
 
 use std::{
     fs,
@@ -85,6 +86,50 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The machine's CPU time so far, all CPUs, in clock ticks: from the `cpu` line of
+/// `/proc/stat`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MachineTicks {
+    /// Every state: user, nice, system, idle, iowait, irq, softirq and steal.
+    pub total: u64,
+    /// Steal: time a virtual CPU had work and the hypervisor ran another guest instead.
+    pub steal: u64,
+}
+
+impl MachineTicks {
+    /// Now.
+    pub fn now() -> Self {
+        Self::parse(&fs::read_to_string("/proc/stat").unwrap_or_default())
+    }
+
+    /// The `cpu` line of a `/proc/stat` text (zero when there is none: a kernel without
+    /// the file).
+    fn parse(stat: &str) -> Self {
+        let Some(line) = stat.lines().find_map(|line| line.strip_prefix("cpu ")) else {
+            return Self::default();
+        };
+        // guest and guest_nice (fields 9 and 10) are already counted in user and nice.
+        let ticks: Vec<u64> = line
+            .split_whitespace()
+            .take(8)
+            .map(|field| field.parse().unwrap_or(0))
+            .collect();
+        Self {
+            total: ticks.iter().sum(),
+            steal: ticks.get(7).copied().unwrap_or(0),
+        }
+    }
+
+    /// Percent of the machine's CPU time stolen since `before` (0 when no time passed).
+    pub fn stolen_pct_since(self, before: MachineTicks) -> f64 {
+        let total = self.total.saturating_sub(before.total);
+        if total == 0 {
+            return 0.0;
+        }
+        self.steal.saturating_sub(before.steal) as f64 / total as f64 * 100.0
+    }
+}
+
 /// Samples the RSS of a process every 50 ms and keeps the maximum.
 #[derive(Debug)]
 pub struct PeakRss {
@@ -141,5 +186,25 @@ mod tests {
         let since = written(pid).since(before);
         assert!(since.bytes >= 4096, "{since:?}");
         assert!(since.calls >= 1, "{since:?}");
+    }
+
+    #[test]
+    fn steal_is_the_share_of_all_cpu_time() {
+        // user nice system idle iowait irq softirq steal guest guest_nice
+        let before = MachineTicks::parse("cpu  100 0 50 800 0 0 0 50 30 0\ncpu0 1 2 3\n");
+        assert_eq!(
+            before,
+            MachineTicks {
+                total: 1000,
+                steal: 50
+            }
+        );
+        let after = MachineTicks::parse("cpu  200 0 100 1500 0 0 0 200 60 0\n");
+        // 1,000 ticks passed (guest time not counted twice), 150 of them stolen.
+        assert_eq!(after.stolen_pct_since(before), 15.0);
+        assert_eq!(after.stolen_pct_since(after), 0.0);
+        assert_eq!(MachineTicks::parse("intr 1 2\n"), MachineTicks::default());
+        let now = MachineTicks::now();
+        assert!(now.total > 0 && now.steal <= now.total, "{now:?}");
     }
 }

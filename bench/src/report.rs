@@ -126,7 +126,7 @@ pub fn line(r: &CellResult) -> String {
         );
     }
     format!(
-        "{:5} {:>6} x {:>4}: {:>10.0} rec/s {:>8.1} MB/s cpu {:>3.0}% wire {:.0} B/rec {:.0} B/write | p50 {} p99 {} p99.9 {} ms at {:.0}/s | KiB/sub idle {:.1} loaded {:.1} | gaps {} repeats {}",
+        "{:5} {:>6} x {:>4}: {:>10.0} rec/s {:>8.1} MB/s cpu {:>3.0}% wire {:.0} B/rec {:.0} B/write | p50 {} p99 {} p99.9 {} ms at {:.0}/s | KiB/sub idle {:.1} loaded {:.1} | gaps {} repeats {} | steal {:.0}%",
         r.system,
         size(r.payload),
         r.subscribers,
@@ -142,7 +142,8 @@ pub fn line(r: &CellResult) -> String {
         r.idle_per_sub_kib(),
         r.loaded_per_sub_kib(),
         r.gaps,
-        r.repeats
+        r.repeats,
+        r.sat_steal_pct
     )
 }
 
@@ -156,7 +157,12 @@ fn peer<'a>(results: &'a [CellResult], r: &CellResult, system: &str) -> Option<&
     })
 }
 
-pub fn markdown(results: &[CellResult], machine: &Machine, rounds: usize) -> String {
+pub fn markdown(
+    results: &[CellResult],
+    machine: &Machine,
+    rounds: usize,
+    max_steal_pct: f64,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Machine: {}.\n", machine.summary());
     if rounds > 1 {
@@ -165,23 +171,30 @@ pub fn markdown(results: &[CellResult], machine: &Machine, rounds: usize) -> Str
             "Each cell ran {rounds} rounds, its systems in turns; each row is that system's median round by delivered records/s, with the gaps and repeats of all rounds; its rec per CPU-s is the median of the rounds' own (rounds.csv has every round).\n"
         );
     }
+    if max_steal_pct < 100.0 {
+        let _ = writeln!(
+            out,
+            "A round whose saturation span lost more than {max_steal_pct:.0}% of the machine's CPU time to the hypervisor (steal %) was run again, at most {} times, and its least stolen attempt kept.\n",
+            crate::rounds::MAX_RERUNS
+        );
+    }
     let _ = writeln!(
         out,
         "**Throughput, CPU and memory** (saturation, closed loop):\n"
     );
     let _ = writeln!(
         out,
-        "| system | payload | subs | delivered rec/s | delivered MB/s | % loopback | server CPU % | rec per CPU-s | wire B/rec | B/write | RSS base MiB | held MiB | KiB/sub idle | KiB/sub loaded | gaps | repeats |"
+        "| system | payload | subs | delivered rec/s | delivered MB/s | % loopback | server CPU % | rec per CPU-s | wire B/rec | B/write | RSS base MiB | held MiB | KiB/sub idle | KiB/sub loaded | gaps | repeats | steal % |"
     );
     let _ = writeln!(
         out,
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     );
     for r in results {
         if !r.error.is_empty() {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | failed: {} ||||||||||||",
+                "| {} | {} | {} | failed: {} |||||||||||||",
                 r.system,
                 size(r.payload),
                 r.subscribers,
@@ -191,7 +204,7 @@ pub fn markdown(results: &[CellResult], machine: &Machine, rounds: usize) -> Str
         }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {:.0} |",
             r.system,
             size(r.payload),
             r.subscribers,
@@ -207,7 +220,8 @@ pub fn markdown(results: &[CellResult], machine: &Machine, rounds: usize) -> Str
             r.idle_per_sub_kib(),
             r.loaded_per_sub_kib(),
             r.gaps,
-            r.repeats
+            r.repeats,
+            r.sat_steal_pct
         );
     }
     let _ = writeln!(out, "\n**Latency** (open loop; ms):\n");
@@ -304,7 +318,7 @@ pub fn markdown(results: &[CellResult], machine: &Machine, rounds: usize) -> Str
 }
 
 /// The CSV's columns, in the order [`csv_row`] writes them.
-const CSV_HEADER: &str = "system,payload_bytes,subscribers,sat_records_per_s,sat_bytes_per_s,loopback_fraction,sat_cpu_pct,deliveries_per_cpu_s,lat_publish_rate,lat_records_per_s,lat_cpu_pct,p50_us,p99_us,p999_us,max_us,common_publish_rate,common_records_per_s,common_p50_us,common_p99_us,common_p999_us,added_p50_us,added_p99_us,added_p999_us,common_added_p50_us,common_added_p99_us,common_added_p999_us,rss_base_kib,rss_idle_kib,rss_loaded_kib,held_kib,idle_kib_per_sub,loaded_kib_per_sub,sent,delivered,gaps,repeats,wire_bytes_per_record,bytes_per_write,error";
+const CSV_HEADER: &str = "system,payload_bytes,subscribers,sat_records_per_s,sat_bytes_per_s,loopback_fraction,sat_cpu_pct,deliveries_per_cpu_s,lat_publish_rate,lat_records_per_s,lat_cpu_pct,p50_us,p99_us,p999_us,max_us,common_publish_rate,common_records_per_s,common_p50_us,common_p99_us,common_p999_us,added_p50_us,added_p99_us,added_p999_us,common_added_p50_us,common_added_p99_us,common_added_p999_us,rss_base_kib,rss_idle_kib,rss_loaded_kib,held_kib,idle_kib_per_sub,loaded_kib_per_sub,sent,delivered,gaps,repeats,wire_bytes_per_record,bytes_per_write,steal_pct,error";
 
 /// One row per cell (each system's median round, `rounds::median`).
 pub fn csv(results: &[CellResult], machine: &Machine) -> String {
@@ -326,7 +340,7 @@ pub fn rounds_csv(rounds: &[(usize, CellResult)], machine: &Machine) -> String {
 
 fn csv_row(r: &CellResult, machine: &Machine) -> String {
     format!(
-        "{},{},{},{:.0},{:.0},{:.4},{:.1},{:.0},{:.1},{:.0},{:.1},{},{},{},{},{:.1},{:.0},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{:.2},{},{},{},{},{:.1},{:.0},\"{}\"",
+        "{},{},{},{:.0},{:.0},{:.4},{:.1},{:.0},{:.1},{:.0},{:.1},{},{},{},{},{:.1},{:.0},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{:.2},{},{},{},{},{:.1},{:.0},{:.1},\"{}\"",
         r.system,
         r.payload,
         r.subscribers,
@@ -365,6 +379,7 @@ fn csv_row(r: &CellResult, machine: &Machine) -> String {
         r.repeats,
         r.wire_bytes_per_record,
         r.bytes_per_write,
+        r.sat_steal_pct,
         r.error.replace('"', "'")
     )
 }

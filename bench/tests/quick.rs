@@ -46,7 +46,7 @@ fn quick_matrix_delivers_every_record_on_every_system() {
             .position(|h| *h == name)
             .unwrap_or_else(|| panic!("column {name}"))
     };
-    let (system, delivered, gaps, repeats, error, added_p99, per_cpu_s) = (
+    let (system, delivered, gaps, repeats, error, added_p99, per_cpu_s, steal) = (
         column("system"),
         column("delivered"),
         column("gaps"),
@@ -54,6 +54,7 @@ fn quick_matrix_delivers_every_record_on_every_system() {
         column("error"),
         column("added_p99_us"),
         column("deliveries_per_cpu_s"),
+        column("steal_pct"),
     );
     let mut seen = Vec::new();
     for line in lines {
@@ -72,6 +73,9 @@ fn quick_matrix_delivers_every_record_on_every_system() {
             fields[per_cpu_s].parse::<f64>().unwrap() > 0.0,
             "no deliveries per CPU-second: {cell}"
         );
+        // Read from /proc/stat over the saturation span: a share of the machine's time.
+        let stolen: f64 = fields[steal].parse().expect("steal_pct is a number");
+        assert!((0.0..=100.0).contains(&stolen), "steal {stolen}%: {cell}");
         // The relay's own share of the latency comes from its metrics; the others have none.
         if fields[system].starts_with("relay") {
             assert!(

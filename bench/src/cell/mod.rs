@@ -65,6 +65,10 @@ pub struct CellResult {
     pub sat_bytes_per_s: f64,
     /// Saturation: server CPU, percent of one core.
     pub sat_cpu_pct: f64,
+    /// Saturation: percent of the machine's CPU time the hypervisor gave other guests over
+    /// the rate's span (`procstat::MachineTicks`): time neither the server nor the load
+    /// side could run, which no system controls.
+    pub sat_steal_pct: f64,
     /// Saturation: records delivered per second of server CPU, from the phase's start to
     /// the end of its drain, where no record is in flight (`span.rs`; 0 when records were
     /// lost); a cell's report: the median of its rounds' own figures, `rounds::median`.
@@ -280,12 +284,17 @@ async fn run_inner(
     let start = Instant::now();
     let measured = spec.phase - ramp;
     let cutoff = start + spec.phase * 3;
-    let mut mark: Option<(Instant, u64, f64)> = None;
+    let mut mark: Option<(Instant, u64, f64, procstat::MachineTicks)> = None;
     loop {
         let now = Instant::now();
         match mark {
             None if now >= start + ramp => {
-                mark = Some((now, readers.delivered(), procstat::cpu_seconds(server.pid)));
+                mark = Some((
+                    now,
+                    readers.delivered(),
+                    procstat::cpu_seconds(server.pid),
+                    procstat::MachineTicks::now(),
+                ));
             }
             Some((t0, ..)) if now >= t0 + measured => break,
             _ => {}
@@ -303,13 +312,14 @@ async fn run_inner(
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    let (t0, delivered0, cpu0) = mark.context("no send returned within three phases")?;
+    let (t0, delivered0, cpu0, machine0) = mark.context("no send returned within three phases")?;
     let elapsed = t0.elapsed().as_secs_f64();
     let delivered = readers.delivered() - delivered0;
     result.sat_records_per_s = delivered as f64 / elapsed;
     result.sat_bytes_per_s = result.sat_records_per_s * spec.payload as f64;
     // How busy the server was at that rate; what a delivery costs it is the span's.
     result.sat_cpu_pct = (procstat::cpu_seconds(server.pid) - cpu0) / elapsed * 100.0;
+    result.sat_steal_pct = procstat::MachineTicks::now().stolen_pct_since(machine0);
     // A drain that times out (records lost) leaves the span without a CPU figure.
     readers
         .drain(sender.next_seq, Duration::from_secs(20))
