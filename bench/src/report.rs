@@ -310,7 +310,8 @@ pub fn markdown(
          push, and the subscribers' decoding on the shared load-generator core. *relay-added* = the \
          relay's own share, from its `kinesis_relay_delivery_delay_seconds` histogram: a record entering \
          the relay (read from the emulator) to the response carrying it handed to the subscriber's HTTP/2 \
-         stream, per record, shown as the upper bound of the bucket holding the quantile. *gaps/repeats* = sequence numbers missed/repeated, summed over subscribers.",
+         stream, per record, shown as the upper bound of the bucket holding the quantile. *gaps/repeats* = sequence numbers missed/repeated, summed over subscribers; \
+         *steal %* = share of the machine's CPU time (all its CPUs) the hypervisor gave other guests over the saturation span.",
         machine.loopback / 1e6,
         crate::cell::common_deliveries_per_s(100)
     );
