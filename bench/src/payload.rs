@@ -82,6 +82,9 @@ pub struct SubStats {
     repeats: AtomicU64,
     /// Payloads too short to carry a header.
     malformed: AtomicU64,
+    /// Responses that carried records, where a system batches them (the relay's gRPC
+    /// subscribers); 0 elsewhere.
+    responses: AtomicU64,
 }
 
 impl Default for SubStats {
@@ -92,6 +95,7 @@ impl Default for SubStats {
             gaps: AtomicU64::new(0),
             repeats: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
+            responses: AtomicU64::new(0),
         }
     }
 }
@@ -121,6 +125,16 @@ impl SubStats {
                 hist.saturating_record(micros.max(1));
             }
         }
+    }
+
+    /// Accounts one response that carried records (observed one by one).
+    pub fn response(&self) {
+        self.responses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Responses that carried records.
+    pub fn responses(&self) -> u64 {
+        self.responses.load(Ordering::Relaxed)
     }
 
     /// The next sequence number expected, if any record arrived.

@@ -107,6 +107,16 @@ fn per_cpu_second(figure: f64) -> String {
     }
 }
 
+/// Records per response with one decimal; `none` where no response was counted (a system
+/// that does not batch records into responses).
+fn per_response(records: f64, none: &str) -> String {
+    if records > 0.0 {
+        format!("{records:.1}")
+    } else {
+        none.into()
+    }
+}
+
 fn size(bytes: usize) -> String {
     match bytes {
         b if b >= 1024 && b % 1024 == 0 => format!("{} KiB", b / 1024),
@@ -126,7 +136,7 @@ pub fn line(r: &CellResult) -> String {
         );
     }
     format!(
-        "{:5} {:>6} x {:>4}: {:>10.0} rec/s {:>8.1} MB/s cpu {:>3.0}% wire {:.0} B/rec {:.0} B/write | p50 {} p99 {} p99.9 {} ms at {:.0}/s | KiB/sub idle {:.1} loaded {:.1} | gaps {} repeats {} | steal {:.0}%",
+        "{:5} {:>6} x {:>4}: {:>10.0} rec/s {:>8.1} MB/s cpu {:>3.0}% wire {:.0} B/rec {:.0} B/write | p50 {} p99 {} p99.9 {} ms at {:.0}/s | KiB/sub idle {:.1} loaded {:.1} | gaps {} repeats {} | steal {:.0}%{}",
         r.system,
         size(r.payload),
         r.subscribers,
@@ -143,7 +153,11 @@ pub fn line(r: &CellResult) -> String {
         r.loaded_per_sub_kib(),
         r.gaps,
         r.repeats,
-        r.sat_steal_pct
+        r.sat_steal_pct,
+        match per_response(r.records_per_response, "").as_str() {
+            "" => String::new(),
+            records => format!(" | {records} rec/response"),
+        }
     )
 }
 
@@ -184,17 +198,17 @@ pub fn markdown(
     );
     let _ = writeln!(
         out,
-        "| system | payload | subs | delivered rec/s | delivered MB/s | % loopback | server CPU % | rec per CPU-s | wire B/rec | B/write | RSS base MiB | held MiB | KiB/sub idle | KiB/sub loaded | gaps | repeats | steal % |"
+        "| system | payload | subs | delivered rec/s | delivered MB/s | % loopback | server CPU % | rec per CPU-s | wire B/rec | B/write | rec/resp | RSS base MiB | held MiB | KiB/sub idle | KiB/sub loaded | gaps | repeats | steal % |"
     );
     let _ = writeln!(
         out,
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     );
     for r in results {
         if !r.error.is_empty() {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | failed: {} |||||||||||||",
+                "| {} | {} | {} | failed: {} ||||||||||||||",
                 r.system,
                 size(r.payload),
                 r.subscribers,
@@ -204,7 +218,7 @@ pub fn markdown(
         }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {:.0} |",
+            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {} | {:.0} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {:.0} |",
             r.system,
             size(r.payload),
             r.subscribers,
@@ -215,6 +229,7 @@ pub fn markdown(
             per_cpu_second(r.deliveries_per_cpu_s),
             r.wire_bytes_per_record,
             r.bytes_per_write,
+            per_response(r.records_per_response, "-"),
             r.rss_base_kib as f64 / 1024.0,
             r.held_kib as f64 / 1024.0,
             r.idle_per_sub_kib(),
@@ -298,7 +313,9 @@ pub fn markdown(
          in flight (over the rate's span a window of records written before it would count); *wire B/rec* = bytes the server process wrote \
          (its sockets, mostly: `wchar` of /proc/<pid>/io) per record delivered, over the saturation phase and its drain, which \
          `--subscriber-compression` lowers for the relay; *B/write* = those bytes per write system call \
-         (`syscw`; tokio's eventfd wake-ups count too): fewer, larger writes read higher; *RSS base* = server RSS before any subscriber; \
+         (`syscw`; tokio's eventfd wake-ups count too): fewer, larger writes read higher; *rec/resp* = records per \
+         response to the relay's gRPC subscribers over the same span (where they keep up, a response carries \
+         what arrived since the last one, and the relay's work per response is spread over that many records); *RSS base* = server RSS before any subscriber; \
          *held* = records held for replay (the relay's ring, from DescribeStream); *KiB/sub* = (RSS - base) / \
          subscribers, idle after connecting and loaded at the peak less *held*. \
          *Latency* = publish-to-receive time over all deliveries, records stamped with their intended send \
@@ -319,7 +336,7 @@ pub fn markdown(
 }
 
 /// The CSV's columns, in the order [`csv_row`] writes them.
-const CSV_HEADER: &str = "system,payload_bytes,subscribers,sat_records_per_s,sat_bytes_per_s,loopback_fraction,sat_cpu_pct,deliveries_per_cpu_s,lat_publish_rate,lat_records_per_s,lat_cpu_pct,p50_us,p99_us,p999_us,max_us,common_publish_rate,common_records_per_s,common_p50_us,common_p99_us,common_p999_us,added_p50_us,added_p99_us,added_p999_us,common_added_p50_us,common_added_p99_us,common_added_p999_us,rss_base_kib,rss_idle_kib,rss_loaded_kib,held_kib,idle_kib_per_sub,loaded_kib_per_sub,sent,delivered,gaps,repeats,wire_bytes_per_record,bytes_per_write,steal_pct,error";
+const CSV_HEADER: &str = "system,payload_bytes,subscribers,sat_records_per_s,sat_bytes_per_s,loopback_fraction,sat_cpu_pct,deliveries_per_cpu_s,lat_publish_rate,lat_records_per_s,lat_cpu_pct,p50_us,p99_us,p999_us,max_us,common_publish_rate,common_records_per_s,common_p50_us,common_p99_us,common_p999_us,added_p50_us,added_p99_us,added_p999_us,common_added_p50_us,common_added_p99_us,common_added_p999_us,rss_base_kib,rss_idle_kib,rss_loaded_kib,held_kib,idle_kib_per_sub,loaded_kib_per_sub,sent,delivered,gaps,repeats,wire_bytes_per_record,bytes_per_write,steal_pct,records_per_response,error";
 
 /// One row per cell (each system's median round, `rounds::median`).
 pub fn csv(results: &[CellResult], machine: &Machine) -> String {
@@ -341,7 +358,7 @@ pub fn rounds_csv(rounds: &[(usize, CellResult)], machine: &Machine) -> String {
 
 fn csv_row(r: &CellResult, machine: &Machine) -> String {
     format!(
-        "{},{},{},{:.0},{:.0},{:.4},{:.1},{:.0},{:.1},{:.0},{:.1},{},{},{},{},{:.1},{:.0},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{:.2},{},{},{},{},{:.1},{:.0},{:.1},\"{}\"",
+        "{},{},{},{:.0},{:.0},{:.4},{:.1},{:.0},{:.1},{:.0},{:.1},{},{},{},{},{:.1},{:.0},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{:.2},{},{},{},{},{:.1},{:.0},{:.1},{},\"{}\"",
         r.system,
         r.payload,
         r.subscribers,
@@ -381,6 +398,7 @@ fn csv_row(r: &CellResult, machine: &Machine) -> String {
         r.wire_bytes_per_record,
         r.bytes_per_write,
         r.sat_steal_pct,
+        per_response(r.records_per_response, ""),
         r.error.replace('"', "'")
     )
 }

@@ -46,7 +46,7 @@ fn quick_matrix_delivers_every_record_on_every_system() {
             .position(|h| *h == name)
             .unwrap_or_else(|| panic!("column {name}"))
     };
-    let (system, delivered, gaps, repeats, error, added_p99, per_cpu_s, steal) = (
+    let (system, delivered, gaps, repeats, error, added_p99, per_cpu_s, steal, per_response) = (
         column("system"),
         column("delivered"),
         column("gaps"),
@@ -55,6 +55,7 @@ fn quick_matrix_delivers_every_record_on_every_system() {
         column("added_p99_us"),
         column("deliveries_per_cpu_s"),
         column("steal_pct"),
+        column("records_per_response"),
     );
     let mut seen = Vec::new();
     for line in lines {
@@ -76,6 +77,16 @@ fn quick_matrix_delivers_every_record_on_every_system() {
         // Read from /proc/stat over the saturation span: a share of the machine's time.
         let stolen: f64 = fields[steal].parse().expect("steal_pct is a number");
         assert!((0.0..=100.0).contains(&stolen), "steal {stolen}%: {cell}");
+        // Counted by the relay's gRPC subscribers, the only ones that get records in
+        // responses.
+        if fields[system] == "relay" || fields[system] == "relay-16k" {
+            assert!(
+                fields[per_response].parse::<f64>().unwrap() >= 1.0,
+                "no records per response: {cell}"
+            );
+        } else {
+            assert_eq!(fields[per_response], "", "{cell}");
+        }
         // The relay's own share of the latency comes from its metrics; the others have none.
         if fields[system].starts_with("relay") {
             assert!(

@@ -78,6 +78,10 @@ pub struct CellResult {
     /// Saturation: bytes the server wrote per write system call (fewer, larger writes read
     /// higher).
     pub bytes_per_write: f64,
+    /// Saturation: records per response, for the relay's gRPC subscribers (0 elsewhere):
+    /// where subscribers keep up, each response carries what arrived since the last one,
+    /// and the relay's work per response is spread over that many records.
+    pub records_per_response: f64,
     /// Latency phase: records published per second.
     pub lat_publish_rate: f64,
     /// Latency phase: records delivered per second, summed over subscribers.
@@ -172,6 +176,12 @@ impl Readers {
 
     fn delivered(&self) -> u64 {
         self.stats.iter().map(|s| s.received()).sum()
+    }
+
+    /// Responses that carried records, summed over readers (0 where a system does not
+    /// batch records into responses).
+    fn responses(&self) -> u64 {
+        self.stats.iter().map(|s| s.responses()).sum()
     }
 
     /// Waits until every reader has everything up to `sent`, or `timeout`.
@@ -275,7 +285,12 @@ async fn run_inner(
     // The server's CPU and bytes per delivered record are counted from here, where nothing
     // is in flight, to the end of the drain below (span.rs): counted over the rate's span,
     // a window of records written before it and delivered in it made them read low or high.
-    let span = WorkSpan::open(server.pid, sender.next_seq, readers.delivered());
+    let span = WorkSpan::open(
+        server.pid,
+        sender.next_seq,
+        readers.delivered(),
+        readers.responses(),
+    );
     // The rates are measured over `phase - ramp` from a mark taken after the ramp. A send
     // can hold the loop for seconds (the publisher shares its core with a thousand
     // subscribers), so the mark may come late: the phase then runs on until the span after
@@ -324,10 +339,16 @@ async fn run_inner(
     readers
         .drain(sender.next_seq, Duration::from_secs(20))
         .await;
-    let figures = span.close(sender.next_seq, readers.delivered(), spec.subscribers);
+    let figures = span.close(
+        sender.next_seq,
+        readers.delivered(),
+        readers.responses(),
+        spec.subscribers,
+    );
     result.deliveries_per_cpu_s = figures.deliveries_per_cpu_s;
     result.wire_bytes_per_record = figures.wire_bytes_per_record;
     result.bytes_per_write = figures.bytes_per_write;
+    result.records_per_response = figures.records_per_response;
 
     // Latency at half the saturation rate, open loop.
     let rate = (result.sat_records_per_s / spec.subscribers as f64 / 2.0).max(10.0);

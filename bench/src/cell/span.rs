@@ -24,6 +24,8 @@ pub struct WorkSpan {
     sent: u64,
     /// Records delivered so far, summed over subscribers.
     delivered: u64,
+    /// Responses that carried records so far, summed over subscribers.
+    responses: u64,
     /// The server's CPU seconds so far.
     cpu_seconds: f64,
     /// The server's writes so far.
@@ -40,24 +42,34 @@ pub struct SpanFigures {
     pub wire_bytes_per_record: f64,
     /// Bytes the server wrote per write system call.
     pub bytes_per_write: f64,
+    /// Records per response (0 where no response was counted: a system that does not batch).
+    pub records_per_response: f64,
 }
 
 impl WorkSpan {
     /// Opens a span on the server `pid`, with `sent` records published and `delivered`
-    /// deliveries so far; nothing may be in flight.
-    pub fn open(pid: u32, sent: u64, delivered: u64) -> Self {
+    /// deliveries in `responses` responses so far; nothing may be in flight.
+    pub fn open(pid: u32, sent: u64, delivered: u64, responses: u64) -> Self {
         Self {
             pid,
             sent,
             delivered,
+            responses,
             cpu_seconds: procstat::cpu_seconds(pid),
             written: procstat::written(pid),
         }
     }
 
-    /// Closes the span with `sent` records published and `delivered` deliveries so far, to
-    /// `subscribers` each of which should have every record; nothing may be in flight.
-    pub fn close(self, sent: u64, delivered: u64, subscribers: usize) -> SpanFigures {
+    /// Closes the span with `sent` records published and `delivered` deliveries in
+    /// `responses` responses so far, to `subscribers` each of which should have every record;
+    /// nothing may be in flight.
+    pub fn close(
+        self,
+        sent: u64,
+        delivered: u64,
+        responses: u64,
+        subscribers: usize,
+    ) -> SpanFigures {
         let written = procstat::written(self.pid).since(self.written);
         let cpu_seconds = procstat::cpu_seconds(self.pid) - self.cpu_seconds;
         let deliveries = delivered.saturating_sub(self.delivered);
@@ -70,6 +82,10 @@ impl WorkSpan {
             ),
             wire_bytes_per_record: written.bytes as f64 / deliveries.max(1) as f64,
             bytes_per_write: written.bytes as f64 / written.calls.max(1) as f64,
+            records_per_response: match responses.saturating_sub(self.responses) {
+                0 => 0.0,
+                responses => deliveries as f64 / responses as f64,
+            },
         }
     }
 }
@@ -103,7 +119,7 @@ mod tests {
     #[test]
     fn a_span_measures_the_cpu_of_its_process() {
         let pid = std::process::id();
-        let span = WorkSpan::open(pid, 10, 100);
+        let span = WorkSpan::open(pid, 10, 100, 7);
         // Burn CPU until the process's clock has moved by a few ticks (at most 10 s).
         let start = procstat::cpu_seconds(pid);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -111,7 +127,16 @@ mod tests {
         while procstat::cpu_seconds(pid) - start < 0.05 && std::time::Instant::now() < deadline {
             spin = std::hint::black_box(spin.wrapping_add(1));
         }
-        let figures = span.close(20, 1_100, 100);
+        let figures = span.close(20, 1_100, 57, 100);
+        // 1,000 deliveries in 50 responses.
+        assert_eq!(figures.records_per_response, 20.0);
+        assert_eq!(
+            WorkSpan::open(pid, 0, 0, 0)
+                .close(1, 10, 0, 10)
+                .records_per_response,
+            0.0,
+            "no responses counted: no figure"
+        );
         assert!(figures.deliveries_per_cpu_s > 0.0, "{figures:?}");
         assert!(
             figures.deliveries_per_cpu_s <= 1_000.0 / 0.05,

@@ -128,13 +128,20 @@ pub async fn start(
     ring_bytes: u64,
 ) -> anyhow::Result<Server> {
     match system {
-        System::Relay => relay::start(placement, ring_bytes, CLIENT_MAX_FRAME_SIZE, &[]).await,
-        System::Relay16k | System::RelaySse => {
-            relay::start(placement, ring_bytes, DEFAULT_FRAME_SIZE, &[]).await
-        }
-        System::Relay16kPerFrame => {
-            let extra = ["--coalesce-writes".to_owned(), "off".to_owned()];
-            relay::start(placement, ring_bytes, DEFAULT_FRAME_SIZE, &extra).await
+        System::Relay | System::Relay16k | System::RelaySse | System::Relay16kPerFrame => {
+            let frame_size = match system {
+                System::Relay => CLIENT_MAX_FRAME_SIZE,
+                _ => DEFAULT_FRAME_SIZE,
+            };
+            let extra = match system {
+                System::Relay16kPerFrame => vec!["--coalesce-writes".to_owned(), "off".to_owned()],
+                _ => Vec::new(),
+            };
+            let mut server = relay::start(placement, ring_bytes, frame_size, &extra).await?;
+            // The variant, not the process, decides how subscribers read ([`subscribe`]:
+            // SSE for `relay-sse`); `relay::start` calls every relay `Relay`.
+            server.system = system;
+            Ok(server)
         }
         System::Redis => {
             let port = free_port()?;

@@ -151,6 +151,7 @@ pub async fn subscribe(
     Ok(tokio::spawn(async move {
         while let Ok(Some(response)) = stream.message().await {
             if let Some(Event::Records(batch)) = response.event {
+                stats.response();
                 for record in &batch.records {
                     stats.observe(&record.data, &latency);
                 }
