@@ -262,28 +262,8 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
                         json: cli.json_payloads,
                         window_bytes: (cli.window_kib as usize) << 10,
                     };
-                    let mut attempts = Vec::new();
-                    loop {
-                        let result = runtime.block_on(cell::run(&spec, &placement));
-                        let again = attempts.len() < rounds::MAX_RERUNS
-                            && rounds::run_again(&result, max_steal_pct);
-                        eprintln!(
-                            "round {}/{rounds} {}{}",
-                            round + 1,
-                            report::line(&result),
-                            if again {
-                                " | more than --max-steal-pct stolen: run again"
-                            } else {
-                                ""
-                            }
-                        );
-                        attempts.push(result);
-                        // Let sockets of the previous server close before the next starts.
-                        std::thread::sleep(Duration::from_millis(300));
-                        if !again {
-                            break;
-                        }
-                    }
+                    let label = format!("round {}/{rounds}", round + 1);
+                    let attempts = run_round(&runtime, &spec, &placement, &label, max_steal_pct);
                     if let Some(result) = rounds::keep(attempts) {
                         every_round.push((round + 1, result.clone()));
                         cell_rounds[at].push(result);
@@ -321,6 +301,36 @@ fn bench(cli: Cli) -> anyhow::Result<()> {
         png.display()
     );
     Ok(())
+}
+
+/// One round of a cell: measured, and measured again while it ran clean but more than
+/// `max_steal_pct` of the machine was stolen (at most `rounds::MAX_RERUNS` times); every
+/// attempt, for `rounds::keep` to choose from. Each prints its line under `label`.
+fn run_round(
+    runtime: &tokio::runtime::Runtime,
+    spec: &CellSpec,
+    placement: &Placement,
+    label: &str,
+    max_steal_pct: f64,
+) -> Vec<cell::CellResult> {
+    let mut attempts = Vec::new();
+    loop {
+        let result = runtime.block_on(cell::run(spec, placement));
+        let again =
+            attempts.len() < rounds::MAX_RERUNS && rounds::run_again(&result, max_steal_pct);
+        let note = if again {
+            " | more than --max-steal-pct stolen: run again"
+        } else {
+            ""
+        };
+        eprintln!("{label} {}{note}", report::line(&result));
+        attempts.push(result);
+        // Let sockets of the previous server close before the next starts.
+        std::thread::sleep(Duration::from_millis(300));
+        if !again {
+            return attempts;
+        }
+    }
 }
 
 /// Where the server and the load side run: the server on the last CPU, everything else

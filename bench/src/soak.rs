@@ -31,7 +31,7 @@ use crate::{
     procstat,
     serve::STREAM,
     systems::{
-        Placement, Server,
+        Placement, Server, System,
         relay::{self, metrics_text},
     },
 };
@@ -87,13 +87,7 @@ pub async fn run(cycles: usize) -> anyhow::Result<()> {
         "--setup-timeout-ms".to_owned(),
         "1000".to_owned(),
     ];
-    let server = relay::start(
-        &placement,
-        RING_BYTES,
-        kinesis_relay_api::CLIENT_MAX_FRAME_SIZE,
-        &extra,
-    )
-    .await?;
+    let server = relay::start(System::Relay, &placement, RING_BYTES, &extra).await?;
     let cold = Footprint::of(server.pid);
     let stop = Arc::new(AtomicBool::new(false));
     let publisher = tokio::spawn(publish(server.upstream.clone(), stop.clone()));

@@ -37,7 +37,7 @@ use self::{
 };
 use crate::{
     procstat,
-    systems::{Placement, Server, relay},
+    systems::{Placement, Server, System, relay},
 };
 
 /// Bytes of every record.
@@ -192,11 +192,11 @@ async fn start_relay(
 ) -> anyhow::Result<Server> {
     let extra: Vec<String> = extra.iter().map(|&arg| arg.to_owned()).collect();
     relay::start_on(
+        System::Relay,
         placement,
         &upstream.endpoint,
         Vec::new(),
         RING_BYTES,
-        kinesis_relay_api::CLIENT_MAX_FRAME_SIZE,
         &extra,
     )
     .await

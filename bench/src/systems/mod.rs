@@ -65,6 +65,15 @@ impl System {
             System::Nats => "nats",
         }
     }
+
+    /// The HTTP/2 frame size its subscribers accept: 1 MiB for `relay` (as
+    /// kinesis-relay-client), HTTP/2's default 16 KiB for every other system.
+    pub fn client_frame_size(self) -> u32 {
+        match self {
+            System::Relay => CLIENT_MAX_FRAME_SIZE,
+            _ => DEFAULT_FRAME_SIZE,
+        }
+    }
 }
 
 /// Which CPUs the server and the load generator run on.
@@ -129,19 +138,11 @@ pub async fn start(
 ) -> anyhow::Result<Server> {
     match system {
         System::Relay | System::Relay16k | System::RelaySse | System::Relay16kPerFrame => {
-            let frame_size = match system {
-                System::Relay => CLIENT_MAX_FRAME_SIZE,
-                _ => DEFAULT_FRAME_SIZE,
-            };
             let extra = match system {
                 System::Relay16kPerFrame => vec!["--coalesce-writes".to_owned(), "off".to_owned()],
                 _ => Vec::new(),
             };
-            let mut server = relay::start(placement, ring_bytes, frame_size, &extra).await?;
-            // The variant, not the process, decides how subscribers read ([`subscribe`]:
-            // SSE for `relay-sse`); `relay::start` calls every relay `Relay`.
-            server.system = system;
-            Ok(server)
+            relay::start(system, placement, ring_bytes, &extra).await
         }
         System::Redis => {
             let port = free_port()?;
@@ -199,7 +200,7 @@ async fn finish_tcp_start(system: System, child: Child, addr: String) -> anyhow:
         addr,
         upstream: None,
         metrics: None,
-        client_frame_size: DEFAULT_FRAME_SIZE,
+        client_frame_size: system.client_frame_size(),
         children: vec![child],
     })
 }

@@ -23,12 +23,13 @@ use tonic::{Streaming, codec::CompressionEncoding};
 use super::{Placement, Server, SubscriberCompression, System, ready_line, spawn};
 use crate::{payload::SubStats, serve::STREAM};
 
-/// Starts the emulator and the relay; `extra` goes to `serve-relay` (e.g. its limits), and
-/// subscribers will accept HTTP/2 frames of `client_frame_size` bytes.
+/// Starts the emulator and the relay as the variant `system` (which names the server, and so
+/// decides how subscribers read it and the HTTP/2 frame size they accept); `extra` goes to
+/// `serve-relay` (e.g. its limits).
 pub async fn start(
+    system: System,
     placement: &Placement,
     ring_bytes: u64,
-    client_frame_size: u32,
     extra: &[String],
 ) -> anyhow::Result<Server> {
     let exe = bench_exe()?;
@@ -40,25 +41,17 @@ pub async fn start(
     )?;
     let endpoint = ready_line(&mut emulator, "ENDPOINT").await?;
     let upstream = vec![emulator];
-    start_on(
-        placement,
-        &endpoint,
-        upstream,
-        ring_bytes,
-        client_frame_size,
-        extra,
-    )
-    .await
+    start_on(system, placement, &endpoint, upstream, ring_bytes, extra).await
 }
 
 /// Starts the relay on the emulator at `endpoint`, served by the processes `upstream` (none
 /// when the emulator runs in the harness), which the returned server stops after the relay.
 pub async fn start_on(
+    system: System,
     placement: &Placement,
     endpoint: &str,
     upstream: Vec<Child>,
     ring_bytes: u64,
-    client_frame_size: u32,
     extra: &[String],
 ) -> anyhow::Result<Server> {
     let exe = bench_exe()?;
@@ -80,12 +73,12 @@ pub async fn start_on(
     let mut children = upstream;
     children.push(relay);
     Ok(Server {
-        system: System::Relay,
+        system,
         pid,
         addr: addr.to_owned(),
         upstream: Some(endpoint.to_owned()),
         metrics: Some(metrics.to_owned()),
-        client_frame_size,
+        client_frame_size: system.client_frame_size(),
         children,
     })
 }
